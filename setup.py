@@ -1,0 +1,53 @@
+"""Package metadata for ranksrgan_nb, read from settings.ini (the nbdev 2 layout)."""
+from configparser import ConfigParser
+from pathlib import Path
+
+import setuptools
+
+here = Path(__file__).parent
+config = ConfigParser(delimiters=['='])
+config.read(here / 'settings.ini', encoding='utf-8')
+cfg = config['DEFAULT']
+
+for key in ('version', 'description', 'keywords', 'author', 'author_email', 'copyright',
+            'lib_name', 'user', 'license', 'status', 'min_python', 'audience', 'language'):
+    if key not in cfg: raise KeyError(f'settings.ini lacks required key {key!r}')
+
+licenses = {'apache2': ('Apache Software License 2.0', 'OSI Approved :: Apache Software License')}
+statuses = ['1 - Planning', '2 - Pre-Alpha', '3 - Alpha', '4 - Beta', '5 - Production/Stable',
+            '6 - Mature', '7 - Inactive']
+py_versions = ['3.10', '3.11', '3.12', '3.13']
+lic = licenses[cfg['license']]
+min_python = cfg['min_python']
+
+requirements = cfg.get('requirements', '').split()
+dev_requirements = cfg.get('dev_requirements', '').split()
+scripts = [s.strip() for s in cfg.get('console_scripts', '').split() if s.strip()]
+
+setuptools.setup(
+    name=cfg['lib_name'],
+    version=cfg['version'],
+    description=cfg['description'],
+    long_description=(here / 'README.md').read_text(encoding='utf-8'),
+    long_description_content_type='text/markdown',
+    author=cfg['author'],
+    author_email=cfg['author_email'],
+    license=lic[0],
+    url=cfg['git_url'],
+    keywords=cfg['keywords'],
+    classifiers=[
+        'Development Status :: ' + statuses[int(cfg['status'])],
+        'Intended Audience :: ' + cfg['audience'],
+        'License :: ' + lic[1],
+        'Natural Language :: ' + cfg['language'],
+        'Topic :: Scientific/Engineering :: Image Processing',
+    ] + [f'Programming Language :: Python :: {v}' for v in py_versions[py_versions.index(min_python):]],
+    packages=setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
+    include_package_data=True,
+    package_data={cfg['lib_name']: ['assets/*']},
+    python_requires='>=' + min_python,
+    install_requires=requirements,
+    extras_require={'dev': dev_requirements},
+    entry_points={'console_scripts': scripts, 'nbdev': [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"]},
+    zip_safe=False,
+)

@@ -1,0 +1,78 @@
+import dataclasses
+
+import pytest
+
+from ranksrgan_nb.config import PROFILES, Profile, get_profile, project_root, resolve_dirs
+
+
+def test_profiles_exist_and_are_valid():
+    assert set(PROFILES) == {'smoke', 'cpu', 'paper'}
+    for name, p in PROFILES.items():
+        assert p.name == name
+        assert get_profile(name) == p
+
+
+def test_paper_profile_is_the_official_config():
+    # SPEC.md §7.1/§7.2 values, typed in from the spec (not computed by the code under test)
+    p = PROFILES['paper']
+    assert (p.g_nf, p.g_nb, p.d_nf, p.r_nf) == (64, 16, 64, 64)
+    assert (p.batch_size, p.hr_patch, p.gan_iters, p.gan_lr) == (8, 296, 500_000, 1e-4)
+    assert [round(s * p.gan_iters) for s in p.gan_lr_steps] == [50_000, 100_000, 200_000, 300_000]
+    assert (p.w_pix, p.w_fea, p.w_gan, p.w_R, p.R_bias, p.lr_gamma) == (0, 1, 5e-3, 3e-2, 0, 0.5)
+    assert (p.rank_reduction, p.ranker_bn) == ('sum', 'train')
+    assert (p.ranker_lr, p.ranker_wd, p.ranker_batch, p.ranker_iters) == (1e-4, 1e-4, 16, 400_000)
+    assert (p.ranker_margin, p.ranker_clamp) == (0.5, 5.0)
+
+
+def test_overrides_and_none():
+    p = get_profile('smoke', gan_iters=None, w_R=0, rank_levels=['a', 'b'])
+    assert p.gan_iters == PROFILES['smoke'].gan_iters
+    assert p.w_R == 0.0 and isinstance(p.w_R, float)
+    assert p.rank_levels == ('a', 'b')
+    assert get_profile(p, seed=3).seed == 3          # a Profile can be the base
+    assert get_profile('cpu', amp='false').amp is False
+
+
+@pytest.mark.parametrize('kw,msg', [
+    (dict(gan_iter=1), 'valid settings'),
+    (dict(name='x'), 'valid settings'),
+    (dict(gan_iters='x'), 'gan_iters expects int'),
+    (dict(gan_iters=2.5), 'gan_iters expects int'),
+    (dict(w_R='big'), 'w_R expects float'),
+    (dict(ranker_bn='frozen'), "not one of ['train', 'eval']"),
+    (dict(batch_size=0), 'batch_size must be > 0'),
+    (dict(hr_patch=33), 'multiple of scale'),
+    (dict(gan_lr_steps=(0.5, 0.2)), 'increasing fractions'),
+    (dict(rank_levels=('one',)), 'at least 2'),
+    (dict(rank_val_frac=1.0), 'rank_val_frac'),
+])
+def test_bad_values(kw, msg):
+    with pytest.raises((ValueError, TypeError), match=None) as e:
+        get_profile('smoke', **kw)
+    assert msg in str(e.value)
+
+
+def test_unknown_profile_lists_choices():
+    with pytest.raises(ValueError) as e:
+        get_profile('gpu')
+    assert "['paper', 'cpu', 'smoke']" in str(e.value)
+
+
+def test_profile_is_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        PROFILES['smoke'].gan_iters = 3
+
+
+def test_resolve_dirs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)                      # outside the project: the cwd is the root
+    assert project_root() == tmp_path
+    r, f, res = resolve_dirs(PROFILES['smoke'])
+    assert r == tmp_path / 'runs' / 'smoke' and f == tmp_path / 'figures' / 'smoke' and res.is_dir()
+    r2, _, _ = resolve_dirs(PROFILES['cpu'], run_dir=tmp_path / 'x')
+    assert r2 == tmp_path / 'x' and r2.is_dir()
+
+
+def test_project_root_found_from_nbs(monkeypatch):
+    from conftest import ROOT
+    monkeypatch.chdir(ROOT / 'nbs')
+    assert project_root() == ROOT

@@ -1,0 +1,283 @@
+import functools
+import hashlib
+import http.server
+import threading
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ranksrgan_nb import data as D
+
+FIX = Path(__file__).parent / 'fixtures' / 'imresize_basicsr_ref.npz'
+
+
+# ---------------------------------------------------------------- reading images
+@pytest.fixture
+def photo():
+    from skimage.data import astronaut
+    return astronaut()[100:163, 50:121]          # odd size 63x71
+
+
+def test_read_formats_roundtrip(tmp_path, photo):
+    for ext in ('.png', '.bmp', '.tif', '.tiff', '.webp'):
+        np.testing.assert_array_equal(D.read_image(D.write_image(tmp_path / f'x{ext}', photo)), photo)
+    jpg = D.read_image(D.write_image(tmp_path / 'x.jpg', photo))
+    assert jpg.shape == photo.shape and np.abs(jpg.astype(int) - photo).mean() < 5
+
+
+def test_read_gray_rgba_la_bilevel(tmp_path, photo):
+    g = photo[..., 1]
+    Image.fromarray(g).save(tmp_path / 'g.png')
+    np.testing.assert_array_equal(D.read_image(tmp_path / 'g.png'), np.stack([g] * 3, -1))
+    Image.fromarray(np.dstack([photo, np.zeros_like(g)])).save(tmp_path / 'rgba.png')   # fully transparent
+    np.testing.assert_array_equal(D.read_image(tmp_path / 'rgba.png'), photo)           # alpha dropped
+    Image.fromarray(np.dstack([g, g])).convert('LA').save(tmp_path / 'la.png')
+    assert D.read_image(tmp_path / 'la.png').shape == photo.shape
+    Image.fromarray(g > 128).save(tmp_path / 'b.png')
+    assert set(np.unique(D.read_image(tmp_path / 'b.png'))) <= {0, 255}
+
+
+def test_read_16bit_gray_png_and_rgb_tiff(tmp_path):
+    import tifffile
+    v = np.array([[0, 257, 65535, 128]], np.uint16)
+    Image.fromarray(v).save(tmp_path / 'g16.png')
+    np.testing.assert_array_equal(D.read_image(tmp_path / 'g16.png')[0, :, 0], [0, 1, 255, 0])
+    rgb16 = np.stack([v, v[:, ::-1], v], -1)
+    tifffile.imwrite(tmp_path / 'c16.tif', rgb16)
+    out = D.read_image(tmp_path / 'c16.tif')
+    np.testing.assert_array_equal(out[0, :, 0], [0, 1, 255, 0])
+    np.testing.assert_array_equal(out[0, :, 1], [0, 255, 1, 0])
+
+
+def test_read_errors_name_the_file(tmp_path, photo):
+    with pytest.raises(FileNotFoundError, match='nope.png'):
+        D.read_image(tmp_path / 'nope.png')
+    good = D.write_image(tmp_path / 'good.jpg', photo).read_bytes()
+    (tmp_path / 'cut.jpg').write_bytes(good[: len(good) // 3])
+    with pytest.raises(D.ImageReadError, match='cut.jpg'):
+        D.read_image(tmp_path / 'cut.jpg')
+    (tmp_path / 'junk.webp').write_bytes(b'\x00\x01garbage' * 10)
+    with pytest.raises(ValueError, match='junk.webp'):
+        D.read_image(tmp_path / 'junk.webp')
+    (tmp_path / 'empty.png').write_bytes(b'')
+    with pytest.raises(D.ImageReadError, match='empty.png'):
+        D.read_image(tmp_path / 'empty.png')
+    (tmp_path / 'dir.png').mkdir()
+    with pytest.raises(FileNotFoundError):
+        D.read_image(tmp_path / 'dir.png')
+
+
+def test_write_tensor(tmp_path, photo):
+    t = D.img2tensor(photo)[None]
+    np.testing.assert_array_equal(D.read_image(D.write_image(tmp_path / 'sub' / 't.png', t)), photo)
+    with pytest.raises(ValueError, match='batch'):
+        D.tensor2img(torch.zeros(2, 3, 4, 4))
+
+
+# ---------------------------------------------------------------- imresize
+@pytest.mark.parametrize('name', ['noise', 'smooth'])
+@pytest.mark.parametrize('scale,tag', [(0.25, 'x0.25'), (0.5, 'x0.5'), (2, 'x2'), (4, 'x4')])
+def test_imresize_matches_matlab_reference(name, scale, tag):
+    ref = np.load(FIX)
+    x = ref[name].astype(np.float64)
+    np.testing.assert_allclose(D.imresize(x, scale), ref[f'{name}_{tag}'], atol=1e-5, rtol=0)
+    t = torch.from_numpy(x.transpose(2, 0, 1))[None]
+    out_t = D.imresize(t, scale)[0].numpy().transpose(1, 2, 0)
+    np.testing.assert_allclose(out_t, ref[f'{name}_{tag}'], atol=1e-5, rtol=0)
+
+
+def test_imresize_properties(rng):
+    x = rng.random((23, 31))
+    assert D.imresize(x, 0.25).shape == (6, 8)
+    assert D.imresize(x, 1 / 3).shape == (8, 11)
+    np.testing.assert_allclose(D.imresize(np.full((17, 9), 0.3), 0.5), 0.3, atol=1e-12)   # weights sum to 1
+    np.testing.assert_allclose(D.imresize(x, 1.0), x, atol=1e-12)                          # identity
+    m = D.resize_matrix(13, 0.25, True)
+    np.testing.assert_allclose(m.sum(1), 1, atol=1e-12)
+    # torch float32 and float64 batches, on a (B, C, H, W) and a (C, H, W) tensor
+    t = torch.from_numpy(rng.random((2, 3, 23, 31)))
+    np.testing.assert_allclose(D.imresize(t.float(), 0.5).double(), D.imresize(t, 0.5), atol=1e-6)
+    assert D.imresize(t[0], 2).shape == (3, 46, 62)
+    with pytest.raises(TypeError):
+        D.imresize(np.zeros((8, 8), np.uint8), 0.5)
+    with pytest.raises(ValueError):
+        D.imresize(x, 0)
+
+
+def test_imresize_antialias_off_is_plain_bicubic(rng):
+    # without antialiasing, shrinking by 1/2 samples the cubic kernel at the same 4 taps everywhere
+    x = rng.random(40)
+    m = D.resize_matrix(40, 0.5, False)
+    row = m[5]                                   # u = 11.5 - 0.5 -> taps at 10..13 (1-based) with weights k(±0.5), k(±1.5)
+    k = D.cubic(np.array([1.5, 0.5, -0.5, -1.5]))
+    np.testing.assert_allclose(row[9:13], k / k.sum(), atol=1e-12)
+    assert D.imresize(x[:, None], 0.5, antialias=False).shape == (20, 1)
+
+
+# ---------------------------------------------------------------- colour and crops
+def test_ycbcr_against_skimage(photo):
+    from skimage.color import rgb2ycbcr
+    np.testing.assert_allclose(D.rgb2ycbcr(photo / 255.0) * 255, rgb2ycbcr(photo), atol=1e-9)
+    assert D.rgb_to_y(photo).dtype == np.uint8
+    y = D.rgb_to_y(D.img2tensor(photo)[None].double())
+    assert y.shape == (1, 1, 63, 71)
+    np.testing.assert_allclose(y[0, 0].numpy() * 255, rgb2ycbcr(photo)[..., 0], atol=1e-4)
+
+
+def test_modcrop_and_crop_border():
+    assert D.modcrop(np.zeros((7, 9)), 4).shape == (4, 8)
+    assert D.modcrop(np.zeros((8, 8, 3)), 4).shape == (8, 8, 3)
+    assert D.crop_border(torch.zeros(1, 3, 10, 12), 4).shape == (1, 3, 2, 4)
+    assert D.crop_border(np.zeros((5, 5)), 0).shape == (5, 5)
+
+
+def test_bicubic_degrade(photo):
+    lr = D.bicubic_degrade(photo, 4)
+    assert lr.dtype == np.uint8 and lr.shape == (15, 17, 3)
+    t = D.bicubic_degrade(D.img2tensor(photo)[None].double(), 4)
+    np.testing.assert_allclose(np.round(t[0].numpy().transpose(1, 2, 0) * 255), lr, atol=1)
+    with pytest.raises(TypeError):
+        D.bicubic_degrade(photo.astype(np.float32))
+
+
+# ---------------------------------------------------------------- datasets
+def test_sample_images_split_by_scene():
+    tr, te = D.sample_images('train'), D.sample_images('test')
+    assert len(tr) >= 4 and len(te) >= 2 and not set(tr) & set(te)
+    for im in {**tr, **te}.values():
+        assert im.dtype == np.uint8 and im.ndim == 3 and im.shape[2] == 3 and min(im.shape[:2]) >= 256
+    with pytest.raises(ValueError):
+        D.sample_images('val')
+
+
+def test_paired_patches_aligned_deterministic(photo):
+    from skimage.data import astronaut
+    ds = D.PairedPatchDataset({'a': astronaut(), 'b': photo}, hr_patch=48, scale=4, seed=7)
+    assert len(ds) == 2
+    for k in (0, 1, 17, 10_000):
+        s = ds[k]
+        assert s['hr'].shape == (3, 48, 48) and s['lr'].shape == (3, 12, 12)
+        relr = D.bicubic_degrade(D.tensor2img(s['hr']))
+        assert np.abs(relr[3:-3, 3:-3].astype(int) - D.tensor2img(s['lr'])[3:-3, 3:-3]).max() <= 1
+        assert torch.equal(ds[k]['lr'], s['lr'])
+    other = D.PairedPatchDataset({'a': astronaut(), 'b': photo}, hr_patch=48, scale=4, seed=8)
+    assert not torch.equal(other[0]['hr'], ds[0]['hr'])
+    with pytest.raises(IndexError):
+        ds[-1]
+
+
+def test_paired_patches_skip_small_and_error(photo, tmp_path):
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        ds = D.PairedPatchDataset({'small': photo, 'ok': np.zeros((80, 80, 3), np.uint8)}, hr_patch=64)
+    assert ds.names == ['ok'] and 'small 68x60' in str(w[0].message)
+    with pytest.raises(ValueError, match='64x64'):
+        D.PairedPatchDataset({'small': photo}, hr_patch=64)
+    with pytest.raises(ValueError, match='multiple'):
+        D.PairedPatchDataset({'ok': photo}, hr_patch=30)
+    D.write_image(tmp_path / 'imgs' / 'a.png', np.zeros((96, 96, 3), np.uint8))
+    (tmp_path / 'imgs' / 'readme.txt').write_text('ignored')
+    assert D.PairedPatchDataset(tmp_path / 'imgs', hr_patch=64).names == ['a']
+    with pytest.raises(FileNotFoundError):
+        D.PairedPatchDataset(tmp_path / 'none', hr_patch=64)
+
+
+def test_paired_patches_dataloader_workers_match(photo):
+    from skimage.data import astronaut
+    ds = D.PairedPatchDataset({'a': astronaut()}, hr_patch=32, seed=1)
+    keys = list(range(8))
+    b0 = next(iter(torch.utils.data.DataLoader(ds, batch_size=8, sampler=keys, num_workers=0)))
+    b2 = next(iter(torch.utils.data.DataLoader(ds, batch_size=8, sampler=keys, num_workers=2)))
+    assert torch.equal(b0['hr'], b2['hr'])
+
+
+def test_test_dataset_modcrop_and_provided_lr(tmp_path, photo):
+    tds = D.TestImageDataset({'p': photo}, scale=4)
+    assert tds[0]['hr'].shape == (60, 68, 3) and tds[0]['lr'].shape == (15, 17, 3)
+    bad = {'p': np.zeros((10, 10, 3), np.uint8)}
+    with pytest.raises(ValueError, match='expected HR/4'):
+        D.TestImageDataset({'p': photo}, lr_images=bad)
+    with pytest.raises(FileNotFoundError, match="'p'"):
+        D.TestImageDataset({'p': photo}, lr_images={'q': np.zeros((15, 17, 3), np.uint8)})
+
+
+# ---------------------------------------------------------------- downloads against a local HTTP server
+@pytest.fixture
+def http_root(tmp_path):
+    serve = tmp_path / 'www'
+    serve.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(serve))
+    handler.log_message = lambda *a, **k: None
+    srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    yield serve, f'http://127.0.0.1:{srv.server_address[1]}/'
+    srv.shutdown()
+
+
+def _make_zip(serve: Path, photo) -> str:
+    src = serve.parent / 'src'
+    D.write_image(src / 'Tiny' / 'HR' / 'a.png', photo)
+    with zipfile.ZipFile(serve / 'tiny.zip', 'w') as z:
+        z.write(src / 'Tiny' / 'HR' / 'a.png', 'Tiny/HR/a.png')
+    return hashlib.sha256((serve / 'tiny.zip').read_bytes()).hexdigest()
+
+
+def test_get_dataset_downloads_checks_and_unpacks(http_root, tmp_path, photo, monkeypatch):
+    serve, url = http_root
+    sha = _make_zip(serve, photo)
+    monkeypatch.setitem(D.DATASETS, 'Tiny', D.DatasetSpec(url + 'tiny.zip', f'sha256:{sha}', 'Tiny/HR'))
+    root = tmp_path / 'cache'
+    hr = D.get_dataset('Tiny', root)
+    assert hr == root / 'Tiny' / 'HR'
+    np.testing.assert_array_equal(D.read_image(hr / 'a.png'), photo)
+    (serve / 'tiny.zip').unlink()                    # second call: prepared folder, no network
+    assert D.get_dataset('Tiny', root) == hr
+
+
+def test_download_checksum_mismatch(http_root, tmp_path, photo, monkeypatch):
+    serve, url = http_root
+    _make_zip(serve, photo)
+    monkeypatch.setitem(D.DATASETS, 'Tiny', D.DatasetSpec(url + 'tiny.zip', 'sha256:' + '0' * 64, 'Tiny/HR'))
+    with pytest.raises(D.DownloadError, match='checksum') as e:
+        D.get_dataset('Tiny', tmp_path / 'cache')
+    assert 'Tiny/HR' in str(e.value)                 # and says where to put the images instead
+    assert not (tmp_path / 'cache' / 'Tiny').exists()
+
+
+def test_download_cached_file_is_reused(http_root, tmp_path, photo):
+    serve, url = http_root
+    sha = _make_zip(serve, photo)
+    p = D.download(url + 'tiny.zip', f'sha256:{sha}', tmp_path / 'c', progress=False)
+    (serve / 'tiny.zip').unlink()
+    assert D.download(url + 'tiny.zip', f'sha256:{sha}', tmp_path / 'c', progress=False) == p
+
+
+def test_download_offline_message(tmp_path):
+    import socket
+    s = socket.socket(); s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]; s.close()   # nothing listens here
+    with pytest.raises(D.DownloadError) as e:
+        D.download(f'http://127.0.0.1:{port}/w.pth', 'sha256:' + 'a' * 64, tmp_path, progress=False)
+    assert 'Download it yourself' in str(e.value) and str(tmp_path / 'w.pth') in str(e.value)
+
+
+def test_get_dataset_unknown_and_manual_only(tmp_path):
+    with pytest.raises(ValueError, match='known'):
+        D.get_dataset('Set99', tmp_path)
+    with pytest.raises(FileNotFoundError, match='pirm'):
+        D.get_dataset('PIRM_test', tmp_path)
+    with pytest.raises(FileNotFoundError, match='not prepared'):
+        D.get_dataset('Set5', tmp_path, download_missing=False)
+
+
+def test_resolve_images(tmp_path):
+    assert set(D.resolve_images('sample', 'test')['sample']) == set(D.sample_images('test'))
+    (tmp_path / 'imgs').mkdir()
+    assert D.resolve_images(str(tmp_path / 'imgs'))['imgs'] == tmp_path / 'imgs'
+    with pytest.raises(ValueError):
+        D.resolve_images('nonsense-set')
