@@ -56,7 +56,8 @@ class Profile:
     ranker_bn: str = 'train'             # Ranker BatchNorm mode inside GAN training: 'train' (official) or 'eval'
     # --- 04: rank dataset (SPEC §2.2) and Ranker (SPEC §2.4)
     rank_levels: tuple = ('srgan_plus', 'srgan', 'srresnet')  # SR methods, best perceptual level first
-    plus_w_gan: float = 2e-2             # adversarial weight of the third level ('srgan_plus')
+    plus_w_gan: float = 2e-2             # adversarial weight of the third level ('srgan_plus', SRGAN fine-tuned)
+    plus_iters: int = 100_000            # fine-tuning iterations of 'srgan_plus' (from the SRGAN result)
     rank_patch: int = 296                # rank-dataset patch size
     rank_stride: int = 148               # sliding-window stride
     rank_sharpness_min: float = 40.0     # keep patches whose sharpness >= this
@@ -101,6 +102,7 @@ def _check_profile(p: Profile) -> Profile:
         steps = getattr(p, k)
         if not all(0 < s < 1 for s in steps) or list(steps) != sorted(steps):
             raise ValueError(f'{k} must be increasing fractions in (0, 1), got {steps!r}')
+    if p.rank_patch < 200: raise ValueError(f'rank_patch must be >= 200 (NIQE labels need 2x2 blocks of 96 after a 4-pixel shave), got {p.rank_patch}')
     if len(p.rank_levels) < 2: raise ValueError(f'rank_levels needs at least 2 SR methods, got {p.rank_levels!r}')
     return p
 
@@ -110,14 +112,14 @@ PROFILES = {
     'cpu': _check_profile(Profile(
         name='cpu', hr_patch=96, batch_size=8,
         sr_iters=3000, sr_lr=2e-4,
-        gan_iters=1500, plus_w_gan=2e-2,
+        gan_iters=1500, plus_w_gan=2e-2, plus_iters=500,
         rank_patch=200, rank_stride=50, rank_max_per_image=200,
         ranker_iters=1500, ranker_batch=16, ranker_lr=1e-4,
         val_every=250, ckpt_every=250, log_every=25, val_max_images=8)),
     'smoke': _check_profile(Profile(
         name='smoke', g_nf=8, g_nb=2, d_nf=8, r_nf=8, vgg_weights='random',
         hr_patch=32, batch_size=2,
-        sr_iters=12, gan_iters=6, rank_patch=192, rank_stride=96, rank_max_per_image=4,
+        sr_iters=30, sr_lr=2e-3, gan_iters=6, plus_iters=4, rank_patch=200, rank_stride=100, rank_max_per_image=4,
         rank_sharpness_min=0.0, rank_diff_min=0.0,
         ranker_iters=6, ranker_batch=4,
         val_every=6, ckpt_every=4, log_every=2, val_max_images=1)),

@@ -170,12 +170,14 @@ def rgb2ycbcr(img,                  # uint8 HxWx3, float HxWx3 in [0,1], or floa
         off = torch.as_tensor(_YCBCR_OFF[:1] if y_only else _YCBCR_OFF, dtype=img.dtype, device=img.device)
         return torch.einsum('kc,bchw->bkhw', m, img) + off[None, :, None, None]
     a = np.asarray(img)
-    x = a.astype(np.float64) / 255.0 if a.dtype == np.uint8 else a.astype(np.float64)
+    if a.dtype == np.uint8:   # exact integer arithmetic: 255000*Y = 16*255000 + 65481 R + 128553 G + 24966 B
+        k = np.round(_YCBCR * 255000).astype(np.int64)[: 1 if y_only else 3]
+        num = a.astype(np.int64) @ k.T + np.round(_YCBCR_OFF * 255 * 255000).astype(np.int64)[: 1 if y_only else 3]
+        out = np.clip((num + 127500) // 255000, 0, 255).astype(np.uint8)     # halves round up, as MATLAB's round
+        return out[..., 0] if y_only else out
     m, off = (_YCBCR[:1], _YCBCR_OFF[:1]) if y_only else (_YCBCR, _YCBCR_OFF)
-    out = x @ m.T + off
-    if y_only: out = out[..., 0]
-    if a.dtype == np.uint8: return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
-    return out
+    out = a.astype(np.float64) @ m.T + off
+    return out[..., 0] if y_only else out
 
 def rgb_to_y(img):  # uint8 HxWx3, float HxWx3, or float (B,3,H,W) tensor
     "The Y channel of MATLAB's `rgb2ycbcr`: HxW (uint8 for uint8 input) or (B,1,H,W)."

@@ -281,3 +281,18 @@ def test_resolve_images(tmp_path):
     assert D.resolve_images(str(tmp_path / 'imgs'))['imgs'] == tmp_path / 'imgs'
     with pytest.raises(ValueError):
         D.resolve_images('nonsense-set')
+
+
+def test_rgb_to_y_rounds_halves_up_like_matlab():
+    # exact integer arithmetic: 255000 * Y = 16*255000 + 65481 R + 128553 G + 24966 B
+    r, g, b = np.meshgrid(np.arange(256), np.arange(256), np.arange(256), indexing='ij')
+    num = 16 * 255000 + 65481 * r.astype(np.int64) + 128553 * g + 24966 * b
+    half = (num % 255000) == 127500
+    assert half.sum() > 0
+    img = np.stack([r[half], g[half], b[half]], -1).astype(np.uint8)[None]
+    expected = (num[half] + 127500) // 255000                          # round half up
+    np.testing.assert_array_equal(D.rgb_to_y(img)[0], expected)
+    some = np.stack([r[::17, ::13, ::7], g[::17, ::13, ::7], b[::17, ::13, ::7]], -1).reshape(1, -1, 3).astype(np.uint8)
+    s64 = some.astype(np.int64)
+    n2 = 16 * 255000 + s64[..., 0] * 65481 + s64[..., 1] * 128553 + s64[..., 2] * 24966
+    np.testing.assert_array_equal(D.rgb_to_y(some), (n2 + 127500) // 255000)
