@@ -1,0 +1,380 @@
+"""Tests of ranksrgan_nb.metrics against independent references: scikit-image (PSNR, SSIM), published MATLAB
+NIQE values (../shared/parity), a literal NumPy transcription of the MATLAB NIQE code, and brute-force scans."""
+import dataclasses
+import math
+import os
+import warnings
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+from scipy.special import gamma
+from scipy.stats import gennorm
+from skimage import data as skdata
+from skimage.metrics import peak_signal_noise_ratio as sk_psnr, structural_similarity as sk_ssim
+
+from ranksrgan_nb import metrics as M
+from ranksrgan_nb.config import project_root
+from ranksrgan_nb.data import bicubic_degrade, imresize, img2tensor, read_image, rgb_to_y, tensor2img
+
+torch.set_num_threads(1)  # robust when other processes share the cores (CI, nbdev_test workers)
+ASTRO = skdata.astronaut()
+RNG = np.random.default_rng(0)
+
+
+def _parity_dir():
+    for d in (os.environ.get('RANKSRGAN_PARITY_DIR'), project_root(Path(__file__).parent).parent / 'shared' / 'parity'):
+        if d and Path(d).is_dir(): return Path(d)
+    return None
+
+PARITY = _parity_dir()
+needs_parity = pytest.mark.skipif(PARITY is None, reason='parity fixtures not found: set RANKSRGAN_PARITY_DIR or put '
+                                  'them in ../shared/parity beside the project (they are not shipped with the package)')
+
+
+def _sr(hr):
+    "Bicubic x4 reconstruction of uint8 `hr`, rounded to uint8."
+    return np.clip(np.round(imresize(bicubic_degrade(hr) / 255.0, 4) * 255), 0, 255).astype(np.uint8)
+
+
+def _y(a): return rgb_to_y(a / 255.0) * 255.0
+
+
+# ------------------------------------------------------------------------------------------ pixels and channels
+def test_y_rounding_equals_rgb_to_y_except_exact_ties():
+    c = np.arange(256, dtype=np.uint8)
+    colours = np.stack(np.meshgrid(c, c, c[::3], indexing='ij'), -1).reshape(256, -1, 3)
+    num = colours.astype(np.int64) @ np.array([65481, 128553, 24966]) + 16 * 255000
+    tie = num % 255000 == 127500
+    ours = M.luma(M._quantise(colours)[0])[0, 0].numpy()
+    assert tie.sum() > 0
+    np.testing.assert_array_equal(ours[~tie], rgb_to_y(colours)[~tie])
+    np.testing.assert_array_equal(ours[tie], (num[tie] + 127500) // 255000)  # half up
+
+
+def test_gray_is_matlab_rgb2gray_rounded():
+    a = RNG.integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    ref = np.floor(a.astype(np.float64) @ np.array([0.298936021293775, 0.587043074451121, 0.114020904255103]) + 0.5)
+    np.testing.assert_array_equal(M.luma(M._quantise(a)[0], 'gray')[0, 0].numpy(), ref)
+
+
+def test_tensor_quantisation_is_tensor2img():
+    t = torch.rand(3, 3, 9, 11) * 1.4 - 0.2
+    t[0, 0, 0, :4] = torch.tensor([0.5 / 255, 1.5 / 255, 254.5 / 255, 1.0])
+    q = M._quantise(t)[0]
+    for i in range(3): np.testing.assert_array_equal(q[i].permute(1, 2, 0).numpy(), tensor2img(t[i:i + 1]))
+
+
+def test_input_errors():
+    with pytest.raises(TypeError, match='uint8'): M.psnr(ASTRO / 255.0, ASTRO / 255.0)
+    with pytest.raises(ValueError, match=r'img\[None\]'): M.niqe(img2tensor(ASTRO))
+    with pytest.raises(ValueError, match='B,3,H,W'): M.niqe(torch.rand(1, 1, 200, 200))
+    with pytest.raises(TypeError, match='float tensor'): M.niqe(torch.zeros(1, 3, 200, 200, dtype=torch.uint8))
+    with pytest.raises(ValueError, match='NaN'): M.niqe(torch.full((1, 3, 200, 200), math.nan))
+    with pytest.raises(ValueError, match="'y' or 'gray'"): M.niqe(ASTRO, color='rgb')
+    with pytest.raises(ValueError, match='>= 0'): M.niqe(ASTRO, crop_border=-1)
+    with pytest.raises(ValueError, match="'y' or 'rgb'"): M.psnr(ASTRO, ASTRO, color='gray')
+    with pytest.raises(ValueError, match='differ in shape'): M.psnr(ASTRO, ASTRO[:500])
+    with pytest.raises(TypeError, match='both'): M.psnr(ASTRO, img2tensor(ASTRO)[None])
+    with pytest.raises(ValueError, match='leaves nothing'): M.psnr(ASTRO[:8, :8], ASTRO[:8, :8], crop_border=4)
+
+
+# ------------------------------------------------------------------------------------------ PSNR and SSIM
+@pytest.mark.parametrize('shape', [(512, 512), (37, 53), (130, 97)])
+@pytest.mark.parametrize('crop', [0, 4])
+def test_psnr_ssim_against_skimage(shape, crop):
+    hr = ASTRO[:shape[0], :shape[1]]
+    sr = np.clip(hr.astype(int) + RNG.integers(-20, 21, hr.shape), 0, 255).astype(np.uint8)
+    c = np.s_[crop:hr.shape[0] - crop, crop:hr.shape[1] - crop]
+    ssim_kw = dict(gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255)
+    assert abs(M.psnr(sr, hr, crop) - sk_psnr(_y(hr)[c], _y(sr)[c], data_range=255)) < 1e-6
+    assert abs(M.psnr(sr, hr, crop, 'rgb') - sk_psnr(hr[c].astype(float), sr[c].astype(float), data_range=255)) < 1e-6
+    assert abs(M.ssim(sr, hr, crop) - sk_ssim(_y(sr)[c], _y(hr)[c], **ssim_kw)) < 1e-6
+    assert abs(M.ssim(sr, hr, crop, 'rgb') - sk_ssim(sr[c].astype(float), hr[c].astype(float), channel_axis=2, **ssim_kw)) < 1e-6
+
+
+def test_psnr_ssim_tensors_batch_and_identity():
+    hr = ASTRO[:120, :100]
+    srs = [_sr(hr), np.clip(hr.astype(int) + 9, 0, 255).astype(np.uint8), hr]
+    a = torch.stack([img2tensor(s) for s in srs])
+    b = img2tensor(hr)[None].expand(3, -1, -1, -1)
+    p, s = M.psnr(a, b, 4), M.ssim(a, b, 4)
+    assert p.shape == s.shape == (3,) and p.device == a.device
+    for i in range(2):
+        assert abs(float(p[i]) - M.psnr(srs[i], hr, 4)) < 1e-9 and abs(float(s[i]) - M.ssim(srs[i], hr, 4)) < 1e-9
+    assert math.isinf(float(p[2])) and abs(float(s[2]) - 1) < 1e-12
+    assert M.psnr(ASTRO, ASTRO) == math.inf
+
+
+def test_psnr_gray_and_rgba_inputs():
+    g = ASTRO[..., 1]
+    assert M.psnr(g, ASTRO[..., 2], 4) == M.psnr(np.repeat(g[..., None], 3, 2), np.repeat(ASTRO[..., 2:], 3, 2), 4)
+    rgba = np.dstack([_sr(ASTRO), np.full(ASTRO.shape[:2], 3, np.uint8)])
+    assert M.psnr(rgba, ASTRO, 4) == M.psnr(_sr(ASTRO), ASTRO, 4)
+
+
+def test_ssim_rgb_equals_the_official_3d_computation():
+    "SPEC 9.11: SSIM of the HxWx3 array (OpenCV filters channels separately; the map is averaged over all)."
+    hr, sr = ASTRO[:90, :70].astype(float), _sr(ASTRO)[:90, :70].astype(float)
+    x = np.arange(11) - 5.0
+    w = np.exp(-x ** 2 / 4.5); w = np.outer(w, w) / np.outer(w, w).sum()
+    f = lambda a: np.stack([ndimage.correlate(a[..., k], w) for k in range(3)], -1)[5:-5, 5:-5]
+    mu1, mu2 = f(sr), f(hr)
+    s1, s2, s12 = f(sr * sr) - mu1 ** 2, f(hr * hr) - mu2 ** 2, f(sr * hr) - mu1 * mu2
+    C1, C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    ref = (((2 * mu1 * mu2 + C1) * (2 * s12 + C2)) / ((mu1 ** 2 + mu2 ** 2 + C1) * (s1 + s2 + C2))).mean()
+    assert abs(M.ssim(sr.astype(np.uint8), hr.astype(np.uint8), 0, 'rgb') - ref) < 1e-9
+
+
+def test_ssim_too_small():
+    with pytest.raises(ValueError, match='11x11'): M.ssim(ASTRO[:18, :30], ASTRO[:18, :30], crop_border=4)
+
+
+# ------------------------------------------------------------------------------------------ NIQE: a literal reference
+_GAM = np.arange(200, 10001) / 1000.0
+_RG = gamma(2 / _GAM) ** 2 / (gamma(1 / _GAM) * gamma(3 / _GAM))
+_X7 = np.arange(7) - 3.0
+_W7 = np.exp(-(_X7[:, None] ** 2 + _X7[None] ** 2) / (2 * (7 / 6) ** 2)); _W7 /= _W7.sum()
+
+
+def _ref_aggd(v):
+    neg, pos = v[v < 0], v[v > 0]
+    with np.errstate(all='ignore'):
+        l = np.sqrt(np.mean(neg ** 2)) if neg.size else np.nan
+        r = np.sqrt(np.mean(pos ** 2)) if pos.size else np.nan
+        g = l / r
+        rn = np.mean(np.abs(v)) ** 2 / np.mean(v ** 2) * (g ** 3 + 1) * (g + 1) / (g ** 2 + 1) ** 2
+    d = (_RG - rn) ** 2
+    a = _GAM[0 if np.all(np.isnan(d)) else int(np.nanargmin(d))]       # MATLAB min: first index; all-NaN -> 1
+    c = np.sqrt(gamma(1 / a) / gamma(3 / a))
+    return a, l * c, r * c
+
+
+def _ref_niqe(im):
+    "computequality.m on a 0..255 gray image (with the same zeroing of |I - mu| < 1e-10 as ours)."
+    im = im.astype(np.float64)
+    im = im[:im.shape[0] // 96 * 96, :im.shape[1] // 96 * 96]
+    cols = []
+    for sc in (1, 2):
+        mu = ndimage.correlate(im, _W7, mode='nearest')
+        sig = np.sqrt(np.abs(ndimage.correlate(im * im, _W7, mode='nearest') - mu * mu))
+        d = im - mu; d[np.abs(d) < 1e-10] = 0
+        s = d / (sig + 1)
+        b = 96 // sc
+        F = []
+        for j in range(0, s.shape[1], b):                                # blkproc order: column-major
+            for i in range(0, s.shape[0], b):
+                blk = s[i:i + b, j:j + b]
+                a, bl, br = _ref_aggd(blk.flatten('F'))
+                f = [a, (bl + br) / 2]
+                for sh in ((0, 1), (1, 0), (1, 1), (1, -1)):
+                    a, bl, br = _ref_aggd(blk.flatten('F') * np.roll(blk, sh, axis=(0, 1)).flatten('F'))
+                    f += [a, (br - bl) * gamma(2 / a) / gamma(1 / a), bl, br]
+                F.append(f)
+        cols.append(np.array(F))
+        im = imresize(im, 0.5)
+    f = np.concatenate(cols, 1)
+    mu_p, cov_p = M.niqe_pristine_params()
+    ok = ~np.isnan(f).any(1)
+    if not ok.any(): return math.nan
+    cov = np.cov(f[ok], rowvar=False) if ok.sum() > 1 else np.zeros((36, 36))
+    d = mu_p - np.nanmean(f, 0)
+    S = (cov_p + cov) / 2
+    return float(np.sqrt(d @ np.linalg.pinv(S, rcond=36 * np.finfo(float).eps) @ d))
+
+
+def _ref_y(a): return ((a.astype(np.int64) @ np.array([65481, 128553, 24966]) + 16 * 255000 + 127500) // 255000)
+
+
+@pytest.mark.parametrize('crop', [0, 4])
+def test_niqe_against_literal_reference(crop):
+    half_flat = ASTRO[:250, :300].copy(); half_flat[:, :150] = 200         # flat blocks: NaN rows dropped
+    for a in (ASTRO[:300, :300], ASTRO[100:333, 17:429], half_flat, _sr(ASTRO)[:290, :390]):
+        y = _ref_y(a)
+        if crop: y = y[crop:-crop, crop:-crop]
+        assert abs(M.niqe(a, crop) - _ref_niqe(y)) < 1e-6
+
+
+def test_niqe_gray_against_literal_reference():
+    a = _sr(ASTRO)[:300, :300]
+    g = np.floor(a @ np.array(M.GRAY_WEIGHTS) + 0.5)
+    assert abs(M.niqe(a, 0, 'gray') - _ref_niqe(g)) < 1e-6
+
+
+def test_niqe_batched_equals_one_by_one_and_chunks_do_not_matter():
+    imgs = [ASTRO[:296, :296], _sr(ASTRO)[100:396, 100:396], ASTRO[216:, 216:], ASTRO[::-1, ::-1][:296, :296]]
+    imgs[3] = imgs[3].copy(); imgs[3][:150] = 40
+    batch = torch.stack([img2tensor(a) for a in imgs])
+    one = [M.niqe(a, 4) for a in imgs]
+    out = M.niqe(batch, 4)
+    assert out.shape == (4,) and out.dtype == torch.float64
+    np.testing.assert_allclose(out.numpy(), one, atol=1e-6)
+    old = dict(M._CHUNK_PIXELS)
+    try:
+        M._CHUNK_PIXELS['cpu'] = 2 ** 40
+        np.testing.assert_allclose(M.niqe(batch, 4).numpy(), one, atol=1e-9)
+    finally: M._CHUNK_PIXELS.update(old)
+
+
+def test_niqe_tensor_with_grad_and_gray_rgba_inputs():
+    t = img2tensor(ASTRO)[None].requires_grad_()
+    assert abs(float(M.niqe(t)) - M.niqe(ASTRO)) < 1e-12
+    g = ASTRO[..., 0]
+    assert M.niqe(g) == M.niqe(np.repeat(g[..., None], 3, 2))              # gray is expanded as read_image does
+    assert M.niqe(np.dstack([ASTRO, ASTRO[..., :1]])) == M.niqe(ASTRO)     # alpha dropped
+
+
+def test_niqe_sizes():
+    assert math.isfinite(M.niqe(ASTRO[:192, :192]))
+    assert math.isfinite(M.niqe(ASTRO[:200, :333], 4))
+    for a, crop in ((ASTRO[:191, :400], 0), (ASTRO[:199, :400], 4), (ASTRO[:50, :50], 0)):
+        with pytest.raises(ValueError, match='at least 192x192'): M.niqe(a, crop)
+
+
+def test_niqe_constant_image_is_inf_with_warning():
+    const = np.full((256, 256, 3), 90, np.uint8)
+    with pytest.warns(RuntimeWarning, match='undefined for 1 image'):
+        assert M.niqe(const) == math.inf
+    batch = torch.stack([img2tensor(const), img2tensor(ASTRO[:256, :256])])
+    with pytest.warns(RuntimeWarning):
+        out = M.niqe(batch)
+    assert math.isinf(out[0]) and abs(float(out[1]) - M.niqe(ASTRO[:256, :256])) < 1e-6
+
+
+def test_niqe_flat_region_noise_is_zeroed():
+    "A saturated region gives exact zeros, whatever the offset of the flat value."
+    for v in (16, 200, 234, 235):
+        a = ASTRO[:288, :288].copy(); a[:100, :100] = v
+        y, _ = M.niqe_luma(a)
+        s = M.mscn(y)[0][0, 0, 10:90, 10:90]
+        assert (s == 0).all()
+
+
+# ------------------------------------------------------------------------------------------ NIQE pieces
+def test_pristine_params_and_window():
+    mu, cov = M.niqe_pristine_params()
+    assert mu.shape == (36,) and cov.shape == (36, 36)
+    np.testing.assert_allclose(mu[:5], [2.601314, 0.905703, 0.812048, 0.090427, 0.138733], atol=1e-6)
+    assert abs(np.trace(cov) - 1.6309188) < 1e-7
+    np.testing.assert_allclose(cov, cov.T, atol=1e-12)
+    ref = resources.files('ranksrgan_nb') / 'assets' / 'niqe_pris_params.npz'
+    with resources.as_file(ref) as p, np.load(p) as d:
+        np.testing.assert_allclose(np.outer(M._K7, M._K7), d['gaussian_window'], atol=1e-16)
+    readme = (resources.files('ranksrgan_nb') / 'assets' / 'README.md').read_text()
+    assert 'Apache' in readme and 'BasicSR' in readme and 'Mittal' in readme
+
+
+def test_grid_argmin_is_matlab_min():
+    T = M._aggd_tables(torch.device('cpu'))
+    x = torch.cat([torch.rand(3000, dtype=torch.float64) * 0.9 - 0.05, T['rho'][::500] + 1e-13,
+                   (T['rho'][1:] + T['rho'][:-1])[::700] / 2, torch.tensor([math.nan, math.inf, -math.inf, 7.0])])
+    r = T['rho'].numpy()
+    brute = [0 if not math.isfinite(v) else int(np.argmin((r - v) ** 2)) for v in x.tolist()]
+    np.testing.assert_array_equal(M.grid_argmin(x, T['rho']).numpy(), brute)
+
+
+@pytest.mark.parametrize('alpha,bl,br', [(2.0, 1.0, 1.0), (1.0, 0.4, 0.4), (0.7, 0.1, 0.3), (3.0, 0.8, 0.5)])
+def test_aggd_fit_recovers_parameters(alpha, bl, br):
+    rng = np.random.default_rng(1)
+    g = np.abs(gennorm.rvs(alpha, size=300_000, random_state=rng))
+    v = np.where(rng.random(g.size) < bl / (bl + br), -bl * g, br * g)
+    a, l, r = (float(t) for t in M.aggd_fit(torch.from_numpy(v)))
+    assert abs(a - alpha) < 0.03 * alpha and abs(l - bl) < 0.02 * bl and abs(r - br) < 0.02 * br
+    a2, l2, r2 = _ref_aggd(v)
+    assert a == a2 and abs(l - l2) < 1e-10 and abs(r - r2) < 1e-10
+
+
+def test_aggd_fit_degenerate_samples_follow_matlab():
+    a, l, r = M.aggd_fit(torch.tensor([[0.0, 0.0, 0.0], [0.5, 1.0, 2.0]], dtype=torch.float64))
+    assert a.tolist() == [0.2, 0.2] and math.isnan(l[0]) and math.isnan(l[1]) and math.isnan(r[0]) and r[1] > 0
+
+
+def test_mvg_distance_against_numpy():
+    mu_p, cov_p = M.niqe_pristine_params()
+    f = RNG.normal(size=(3, 12, 36)) * 0.1 + mu_p
+    f[0, 3, 7] = np.nan                                                  # a NaN block: dropped from the covariance
+    f[1, :, 2] = np.nan; f[1, 4, 2] = 0.3                                # one complete block: covariance 0 (MATLAB)
+    f[2, :, 5] = np.nan                                                  # no complete block: undefined
+    out = M.mvg_distance(torch.from_numpy(f), mu_p, cov_p)
+    pinv = lambda S: np.linalg.pinv(S, rcond=36 * np.finfo(float).eps)
+    for i in range(2):
+        ok = ~np.isnan(f[i]).any(1)
+        cov = np.cov(f[i][ok], rowvar=False) if ok.sum() > 1 else np.zeros((36, 36))
+        d = mu_p - np.nanmean(f[i], 0)
+        assert abs(float(out[i]) - np.sqrt(d @ pinv((cov_p + cov) / 2) @ d)) < 1e-9
+    assert math.isnan(out[2])
+
+
+# ------------------------------------------------------------------------------------------ NIQE parity
+_PARITY_ROWS = [('baboon.png', 'y', 0, 5.72957338, 1e-3, None), ('baboon.png', 'y', 4, 5.989246, 1e-3, None),
+                ('tid2013_I04.bmp', 'gray', 0, 3.6549, None, 0.01), ('tid2013_I06.bmp', 'gray', 0, 3.2355, None, 0.01)]
+
+
+@needs_parity
+@pytest.mark.parametrize('name,color,crop,ref,atol,rtol', _PARITY_ROWS)
+def test_niqe_parity_files(name, color, crop, ref, atol, rtol):
+    v = M.niqe(read_image(PARITY / name), crop, color)
+    assert abs(v - ref) <= (atol if atol else rtol * ref), (v, ref)
+
+
+@pytest.mark.parametrize('crop,ref', [(0, 3.064948), (4, 2.991296)])
+def test_niqe_parity_astronaut(crop, ref):
+    assert abs(M.niqe(ASTRO, crop) - ref) <= 1e-3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='no CUDA device')
+def test_niqe_on_cuda_matches_cpu():
+    t = torch.stack([img2tensor(ASTRO[:300, :300]), img2tensor(ASTRO[200:, 200:])])
+    out = M.niqe(t.cuda(), 4)
+    assert out.device.type == 'cuda'
+    np.testing.assert_allclose(out.cpu().numpy(), M.niqe(t, 4).numpy(), atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------ sharpness
+def _ref_sharpness(a):
+    g = np.floor(a.astype(np.float64) @ np.array(M.GRAY_WEIGHTS) + 0.5)
+    s = np.sqrt(ndimage.correlate((g - ndimage.correlate(g, _W7, mode='nearest')) ** 2, _W7, mode='nearest'))
+    p = np.zeros((-(-s.shape[0] // 96) * 96, -(-s.shape[1] // 96) * 96)); p[:s.shape[0], :s.shape[1]] = s
+    return sum(p[i:i + 96, j:j + 96].mean() for i in range(0, p.shape[0], 96) for j in range(0, p.shape[1], 96))
+
+
+@pytest.mark.parametrize('shape', [(296, 296), (100, 150), (97, 200), (8, 8)])
+def test_sharpness_against_reference(shape):
+    a = ASTRO[:shape[0], :shape[1]]
+    assert abs(M.sharpness(a) - _ref_sharpness(a)) < 1e-9
+
+
+def test_sharpness_batch_constant_and_small():
+    ps = [ASTRO[:296, :296], ASTRO[200:496, 100:396]]
+    out = M.sharpness(torch.stack([img2tensor(p) for p in ps]))
+    np.testing.assert_allclose(out.numpy(), [M.sharpness(p) for p in ps], atol=1e-9)
+    assert M.sharpness(np.full((296, 296, 3), 50, np.uint8)) == 0.0
+    with pytest.raises(ValueError, match='4x4'): M.sharpness(ASTRO[:3, :3])
+
+
+# ------------------------------------------------------------------------------------------ registry
+def test_registry_entries():
+    n, p, s = M.get_metric('niqe'), M.get_metric('psnr'), M.get_metric('ssim')
+    assert (n.higher_is_better, n.full_reference) == (False, False)
+    assert (p.higher_is_better, p.full_reference) == (True, True) and s.higher_is_better and s.full_reference
+    a = ASTRO[:260, :260]
+    assert n.fn(a) == M.niqe(a, 4) and n.fn(a, crop_border=0) == M.niqe(a, 0)
+    assert p.fn(_sr(ASTRO), ASTRO) == M.psnr(_sr(ASTRO), ASTRO, 4)
+    with pytest.raises(dataclasses.FrozenInstanceError): n.name = 'x'
+
+
+def test_registry_unknown_register_and_orient():
+    with pytest.raises(ValueError, match=r"known metrics: \['niqe', 'psnr', 'ssim'"): M.get_metric('ma')
+    with pytest.raises(ValueError, match='already registered'): M.register_metric('psnr', M.psnr, True, True)
+    try:
+        m = M.register_metric('test_ma', lambda img, crop_border=4: 7.0, higher_is_better=True, full_reference=False)
+        assert M.get_metric('test_ma') is m and M.orient('test_ma', 7.0) == -7.0
+        M.register_metric('test_ma', lambda img, crop_border=4: 1.0, False, False, overwrite=True)
+        assert M.orient('test_ma', 7.0) == 7.0
+    finally: M.METRICS.pop('test_ma', None)
+    np.testing.assert_array_equal(M.orient('psnr', [30.0, 25.0]), [-30.0, -25.0])
+    assert torch.equal(M.orient('ssim', torch.tensor([0.9])), torch.tensor([-0.9]))
+    assert torch.equal(M.orient(M.get_metric('niqe'), torch.tensor([3.0, 5.0])), torch.tensor([3.0, 5.0]))
