@@ -110,12 +110,12 @@ def _check_profile(p: Profile) -> Profile:
 PROFILES = {
     'paper': _check_profile(Profile(name='paper', train_data='DIV2K', test_data='PIRM,Set14,BSD100')),
     'cpu': _check_profile(Profile(
-        name='cpu', hr_patch=96, batch_size=8,
-        sr_iters=3000, sr_lr=2e-4,
-        gan_iters=1500, plus_w_gan=2e-2, plus_iters=500,
+        name='cpu', hr_patch=64, batch_size=8,
+        sr_iters=2500, sr_lr_steps=(0.5, 0.75),
+        gan_iters=600, gan_lr_steps=(0.5, 0.75), plus_iters=300,
         rank_patch=200, rank_stride=50, rank_max_per_image=200,
-        ranker_iters=1500, ranker_batch=16, ranker_lr=1e-4,
-        val_every=250, ckpt_every=250, log_every=25, val_max_images=8)),
+        ranker_iters=250, ranker_batch=8, ranker_lr_steps=(0.5, 0.75),
+        val_every=100, ckpt_every=100, log_every=10, val_max_images=2)),
     'smoke': _check_profile(Profile(
         name='smoke', g_nf=8, g_nb=2, d_nf=8, r_nf=8, vgg_weights='random',
         hr_patch=32, batch_size=2,

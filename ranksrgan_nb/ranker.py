@@ -177,7 +177,7 @@ def build_rank_dataset(cfg: Profile, run_dir, images: dict[str, np.ndarray] | No
             sharp = np.asarray(sharpness(_patches(best, starts, p)), dtype=np.float64).reshape(-1)
             starts = [s for s, v in zip(starts, sharp) if v >= cfg.rank_sharpness_min]
         c['textured'] = len(starts)
-        if starts:
+        if starts and cfg.rank_diff_min >= 0:   # a negative rank_diff_min switches the NIQE-gap filter off
             n1 = np.asarray(niqe(_patches(best, starts, p), color='gray'), dtype=np.float64).reshape(-1)
             n2 = np.asarray(niqe(_patches(srs[levels[1]][name], starts, p), color='gray'), dtype=np.float64).reshape(-1)
             starts = [s for s, a, b in zip(starts, n1, n2) if abs(b - a) > cfg.rank_diff_min]  # inf/NaN (flat patch) fails too
@@ -211,9 +211,9 @@ def build_rank_dataset(cfg: Profile, run_dir, images: dict[str, np.ndarray] | No
     (out / 'manifest.json').write_text(json.dumps(manifest, indent=1))
     return split['train'], split['valid']
 
-def ensure_rank_dataset(cfg: Profile, run_dir) -> tuple[RankData, RankData]:
-    "The rank dataset in run_dir/rank_dataset (built first if missing)."
-    out = Path(run_dir) / 'rank_dataset'
+def ensure_rank_dataset(cfg: Profile, run_dir, name: str = 'rank_dataset') -> tuple[RankData, RankData]:
+    "The rank dataset in run_dir/<name> (built first if missing)."
+    out = Path(run_dir) / name
     if (out / 'manifest.json').exists() and (out / 'train_label.txt').exists():
         man = json.loads((out / 'manifest.json').read_text())
         if man['levels'] != list(cfg.rank_levels) or man['label_metric'] != cfg.label_metric:
@@ -222,7 +222,7 @@ def ensure_rank_dataset(cfg: Profile, run_dir) -> tuple[RankData, RankData]:
         tr = read_rank_dataset(out / 'train', out / 'train_label.txt', man['levels'])
         va = read_rank_dataset(out / 'valid', out / 'valid_label.txt', man['levels']) if man['n_valid'] else RankData(man['levels'])
         return tr, va
-    return build_rank_dataset(cfg, run_dir)
+    return build_rank_dataset(cfg, run_dir, out_dir=out)
 
 # %% ../nbs/04_ranker.ipynb #bd7488e0
 class RankPairDataset(torch.utils.data.Dataset):
@@ -331,11 +331,11 @@ def load_ranker(cfg: Profile, path, device='cpu') -> Ranker:
     else: load_official(R, ck)
     return R.to(device)
 
-def ensure_ranker(cfg: Profile, run_dir, stage: str = 'ranker') -> Path:
+def ensure_ranker(cfg: Profile, run_dir, stage: str = 'ranker', data_name: str = 'rank_dataset') -> Path:
     "The finished Ranker of this profile in `run_dir`, building the rank dataset and training it if missing."
     p = final_path(run_dir, stage)
     if p.exists():
         load_final(p, stage_meta(cfg, ('r_nf', 'label_metric')))
         return p
-    tr, va = ensure_rank_dataset(cfg, run_dir)
+    tr, va = ensure_rank_dataset(cfg, run_dir, data_name)
     return train_ranker(cfg, run_dir, tr, va, stage)

@@ -1,47 +1,62 @@
 """Execute every notebook in nbs/ with papermill at its default (smoke) parameters.
 
-Notebooks run in name order, sharing one temporary run directory as the pipeline does, with their
-figures and tables sent to temporary folders too, so nothing is written into nbs/, figures/ or runs/.
-The per-notebook times are printed at the end of the pytest run.
+The pipeline notebooks run in order through `ranksrgan_nb.reproduce` (the same code path as
+`python -m ranksrgan_nb.reproduce --profile smoke`), sharing one temporary run directory, with figures
+and tables sent to temporary folders, so nothing is written into nbs/, figures/, results/ or runs/.
+Notebooks outside the pipeline are executed on their own. Per-notebook times are printed at the end.
 """
-import time
+import json
 from pathlib import Path
 
-import papermill as pm
 import pytest
+
+from ranksrgan_nb.reproduce import PIPELINE, main, reproduce, run_notebook
 
 NBS = Path(__file__).resolve().parents[1] / 'nbs'
 NOTEBOOKS = sorted(p for p in NBS.glob('*.ipynb') if not p.name.startswith('_'))
+OTHERS = [p for p in NOTEBOOKS if p.stem not in PIPELINE]
 TIMES: dict[str, float] = {}
 
 
 @pytest.fixture(scope='module')
-def shared_dirs(tmp_path_factory):
-    base = tmp_path_factory.mktemp('nb_run')
-    return {'run_dir': str(base / 'run'), 'fig_dir': str(base / 'figures'), 'results_dir': str(base / 'results'),
-            'out': base / 'executed'}
+def dirs(tmp_path_factory):
+    base = tmp_path_factory.mktemp('smoke')
+    return {k: base / k for k in ('run_dir', 'fig_dir', 'results_dir')}
 
 
-@pytest.mark.parametrize('nb', NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs(nb, shared_dirs):
-    declared = pm.inspect_notebook(str(nb))        # only pass the parameters this notebook declares
-    params = {k: v for k, v in shared_dirs.items() if k in declared}
-    out = shared_dirs['out'] / nb.name
-    out.parent.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name='python3', cwd=str(NBS),
-                        progress_bar=False)
-    TIMES[nb.name] = time.perf_counter() - t0
+@pytest.mark.parametrize('name', PIPELINE)
+def test_pipeline_notebook(name, dirs):
+    (res,) = reproduce('smoke', only=[name], log=lambda s: None, **dirs)
+    assert res.status == 'ok' and res.output.exists()
+    TIMES[f'{name}.ipynb'] = res.seconds
+
+
+@pytest.mark.parametrize('nb', OTHERS, ids=[p.stem for p in OTHERS])
+def test_other_notebook(nb, tmp_path):
+    TIMES[nb.name] = run_notebook(nb, tmp_path / nb.name, {'run_dir': str(tmp_path / 'run')})
+
+
+def test_reproduce_skips_done_and_reports(dirs, capsys):
+    args = ['--profile', 'smoke', '--only', '00_config', '--run-dir', str(dirs['run_dir']),
+            '--fig-dir', str(dirs['fig_dir']), '--results-dir', str(dirs['results_dir'])]
+    assert main(args) == 0                                   # runs it, or skips it if the pipeline test did
+    capsys.readouterr()
+    assert main(args) == 0
+    assert 'skipped (done' in capsys.readouterr().out
+    assert main(args + ['--redo']) == 0
+    assert '00_config        ok' in capsys.readouterr().out
+    record = json.loads((dirs['run_dir'] / 'reproduce.json').read_text())
+    assert record['00_config']['status'] == 'ok'
+    assert main(['--profile', 'smoke', '--only', 'nothing-like-this']) == 1
+    assert 'no pipeline notebook matches' in capsys.readouterr().err
 
 
 @pytest.mark.parametrize('nb', NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_declares_kernel_and_parameters(nb):
     """`papermill nbs/X.ipynb out.ipynb` (no -k) needs a kernelspec; pipeline notebooks need a parameters cell."""
-    import json
     meta = json.loads(nb.read_text())
     assert meta['metadata'].get('kernelspec', {}).get('name') == 'python3'
-    cells = meta['cells']
     if nb.stem != '00_config':
-        tagged = [c for c in cells if 'parameters' in c.get('metadata', {}).get('tags', [])]
+        tagged = [c for c in meta['cells'] if 'parameters' in c.get('metadata', {}).get('tags', [])]
         assert len(tagged) == 1, 'exactly one cell tagged "parameters"'
         assert "profile = 'smoke'" in ''.join(tagged[0]['source'])

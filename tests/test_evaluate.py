@@ -1,0 +1,363 @@
+"""07_evaluate: methods, stages, test sets, the tidy evaluation with its cache, tables, the PD plane and the before/after slider."""
+import io
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from ranksrgan_nb import evaluate as E
+from ranksrgan_nb.config import get_profile
+from ranksrgan_nb.data import TestImageDataset, bicubic_degrade, imresize, modcrop, read_image, rgb_to_y, write_image
+from ranksrgan_nb.metrics import METRICS, niqe
+from ranksrgan_nb.models import SRResNet
+from ranksrgan_nb.train import build_generator, save_final, stage_meta
+
+warnings.filterwarnings('ignore', category=UserWarning)
+
+
+# ------------------------------------------------------------------ helpers (independent references)
+def photo(h=208, w=224, seed=0):
+    "A smooth random colour field with fine noise, big enough for NIQE (>= 200 px), uint8."
+    rng = np.random.default_rng(seed)
+    base = imresize(rng.random((h // 8 + 1, w // 8 + 1, 3)), 8)[:h, :w]
+    return np.clip(np.round((base * 0.8 + 0.2 * rng.random((h, w, 3))) * 255), 0, 255).astype(np.uint8)
+
+
+def y_float(img, crop):
+    "Unrounded BT.601 Y in 0..255 after cropping `crop` pixels (what SR papers' PSNR-Y uses)."
+    y = rgb_to_y(img.astype(np.float64) / 255.0) * 255.0
+    return y[crop:-crop, crop:-crop] if crop else y
+
+
+def psnr_ref(a, b, crop):
+    return 10 * math.log10(255.0 ** 2 / np.mean((y_float(a, crop) - y_float(b, crop)) ** 2))
+
+
+def cubic(x):
+    x = np.abs(x)
+    return np.where(x <= 1, 1.5 * x**3 - 2.5 * x**2 + 1, np.where(x <= 2, -0.5 * x**3 + 2.5 * x**2 - 4 * x + 2, 0))
+
+
+def upsample_ref(lr, s):
+    "Keys bicubic (a = -0.5) upsampling by s, exact away from the borders."
+    m = lambda n: cubic(((np.arange(n * s) + 0.5) / s - 0.5)[:, None] - np.arange(n)[None])
+    return np.einsum('ih,jw,hwc->ijc', m(lr.shape[0]), m(lr.shape[1]), lr.astype(np.float64), optimize=True)
+
+
+class Counting:
+    "A method function that counts its calls (bicubic underneath)."
+    def __init__(self, scale=4): self.calls, self.bic = 0, E.bicubic_method(scale)
+    def __call__(self, lr): self.calls += 1; return self.bic(lr)
+
+
+@pytest.fixture(scope='module')
+def images():
+    return {'a': photo(208, 224, 0), 'b': photo(210, 202, 1)}           # b is not a multiple of 4: modcrop
+
+
+@pytest.fixture(scope='module')
+def cfg():
+    return get_profile('smoke', device='cpu')
+
+
+# ------------------------------------------------------------------ methods
+@pytest.mark.parametrize('shape', [(52, 56), (51, 53)])                # odd sizes too
+def test_bicubic_method_is_matlab_bicubic(shape):
+    lr = photo(*shape, seed=3)
+    sr = E.bicubic_method(4)(lr)
+    assert sr.dtype == np.uint8 and sr.shape == (shape[0] * 4, shape[1] * 4, 3)
+    ref = np.clip(np.round(upsample_ref(lr, 4)), 0, 255)
+    assert np.abs(sr[8:-8, 8:-8].astype(float) - ref[8:-8, 8:-8]).max() <= 1
+    assert np.mean(sr[8:-8, 8:-8] == ref[8:-8, 8:-8]) > 0.99
+
+
+def test_generator_method_is_the_network_rounded():
+    torch.manual_seed(0)
+    G = SRResNet(nf=8, nb=1)
+    lr = photo(20, 27, 2)
+    with torch.no_grad():
+        y = G(torch.from_numpy(lr.astype(np.float32) / 255).permute(2, 0, 1)[None])[0]
+    expected = np.round(np.clip(y.permute(1, 2, 0).numpy(), 0, 1) * 255).astype(np.uint8)
+    m = E.generator_method('tiny', G, 'cpu', source='s')
+    np.testing.assert_array_equal(m(lr), expected)
+    assert (m.name, m.source) == ('tiny', 's') and not G.training
+
+
+def test_official_method_mmsr_layout(tmp_path):
+    torch.manual_seed(1)
+    G = SRResNet(nf=8, nb=1).eval()
+    torch.save(G.state_dict(), tmp_path / 'plain.pth')                  # mmsr: the same key names
+    torch.save({'params': G.state_dict()}, tmp_path / 'wrapped.pth')     # a wrapped state dict
+    lr = photo(16, 20, 4)
+    want = E.generator_method('ref', G)(lr)
+    for f in ('plain.pth', 'wrapped.pth'):
+        m = E.official_method(tmp_path / f, arch='srresnet', nf=8, nb=1)
+        np.testing.assert_array_equal(m(lr), want)
+        parts = m.source.split(':')                                      # path:size:mtime
+        assert m.name == f[:-4] and int(parts[-2]) == (tmp_path / f).stat().st_size
+    assert E.official_method(tmp_path / 'plain.pth', 'RankSRGAN_NIQE', nf=8, nb=1).name == 'RankSRGAN_NIQE'
+    with pytest.raises(ValueError, match='arch must be one of'):
+        E.official_method(tmp_path / 'plain.pth', arch='esrgan', nf=8, nb=1)
+    with pytest.raises(FileNotFoundError):
+        E.official_method(tmp_path / 'missing.pth', nf=8, nb=1)
+    with pytest.raises(Exception, match='missing from the checkpoint'):
+        E.official_method(tmp_path / 'plain.pth', nf=8, nb=2)           # wrong depth: a clear error
+
+
+def test_parse_official():
+    assert E.parse_official('') == [] and E.parse_official(None) == []
+    assert E.parse_official('A=/w/a.pth:rrdb,  B = /w/b.pth ,') == [('A', '/w/a.pth', 'rrdb'), ('B', '/w/b.pth', 'srresnet')]
+    for bad, msg in (('/w/a.pth', "expected 'name=path'"), ('A=', "expected 'name=path'"), ('=x.pth', "expected"),
+                     ('A=/w/a.pth:esrgan', 'arch must be one of')):
+        with pytest.raises(ValueError, match=msg):
+            E.parse_official(bad)
+
+
+# ------------------------------------------------------------------ stages of a run
+def test_stage_methods_finds_generators_only(cfg, tmp_path, capsys):
+    meta = stage_meta(cfg, ('scale', 'g_nf', 'g_nb'))
+    torch.manual_seed(0)
+    for s in ('multi_n0.03_l0', 'ranksrgan', 'srgan', 'zz_custom'):
+        save_final(tmp_path, s, {'G': build_generator(cfg).state_dict(), 'D': {}}, meta)
+    save_final(tmp_path, 'ranker', {'R': {}}, {})                        # a Ranker stage: not a generator
+    (tmp_path / 'srresnet').mkdir()                                      # started, never finished: no final.pth
+    (tmp_path / 'srresnet' / 'ckpt_0000002.pth').write_bytes(b'')
+    (tmp_path / 'broken').mkdir(); (tmp_path / 'broken' / 'final.pth').write_bytes(b'not a checkpoint')
+    save_final(tmp_path, 'wide', {'G': SRResNet(nf=cfg.g_nf * 2, nb=cfg.g_nb).state_dict()}, meta | {'g_nf': cfg.g_nf * 2})
+    (tmp_path / 'notes.txt').write_text('a file, not a stage')
+    assert E.generator_stages(tmp_path) == ['srgan', 'ranksrgan', 'multi_n0.03_l0', 'wide', 'zz_custom']
+    ms = E.stage_methods(cfg, tmp_path)
+    assert list(ms) == ['SRGAN', 'RankSRGAN', 'MultiRanker(n0.03_l0)', 'zz_custom']
+    out = capsys.readouterr().out
+    assert 'skipping broken' in out and "skipping stage 'wide'" in out
+    lr = photo(12, 13, 5)
+    assert ms['SRGAN'](lr).shape == (48, 52, 3)
+    assert ms['SRGAN'].source.startswith(str((tmp_path / 'srgan' / 'final.pth').resolve()))
+    assert E.stage_methods(cfg, tmp_path / 'empty_run') == {}            # a missing run folder: nothing
+    assert [E.stage_label(s) for s in ('srgan_plus', 'srresnet', 'multi_x', 'other')] == ['SRGAN+', 'SRResNet', 'MultiRanker(x)', 'other']
+
+
+# ------------------------------------------------------------------ test sets
+def test_load_test_sets(tmp_path, images, capsys):
+    s = E.load_test_sets('sample', 4)
+    assert list(s) == ['sample'] and len(s['sample']) == 2
+    assert all(it['hr'].shape[0] % 4 == 0 and it['hr'].shape[1] % 4 == 0 for it in s['sample'])
+    root = tmp_path / 'data'
+    for n, im in images.items():
+        write_image(root / 'benchmark/Set14/HR' / f'{n}.png', im)
+        write_image(root / 'PIRM_Test_set/HR' / f'{n}.png', im)
+        write_image(root / 'PIRM_Test_set/LR' / f'{n}.png', 255 - bicubic_degrade(modcrop(im, 4), 4))
+    write_image(tmp_path / 'mine' / 'c.png', images['a'])
+    got = E.load_test_sets(f'Set5, Set14,PIRM, PIRM_test, {tmp_path / "mine"}, BSD100', 4, root)
+    assert list(got) == ['Set14', 'PIRM_test', 'mine']                    # missing skipped, PIRM once
+    out = capsys.readouterr().out
+    assert 'skipping Set5' in out and 'skipping BSD100' in out and 'benchmark/Set5/HR' in out
+    hr_b = modcrop(images['b'], 4)
+    np.testing.assert_array_equal(got['Set14'][1]['hr'], hr_b)
+    np.testing.assert_array_equal(got['Set14'][1]['lr'], bicubic_degrade(hr_b, 4))      # made on the fly
+    np.testing.assert_array_equal(got['PIRM_test'][1]['lr'], 255 - bicubic_degrade(hr_b, 4))  # provided LR
+    assert len(E.load_test_sets('Set14', 4, root, max_images=1)['Set14']) == 1
+    assert not (root / 'archives').exists()                               # nothing was downloaded
+    with pytest.raises(ValueError, match='no test set'):
+        E.load_test_sets('Urban100', 4, root)
+    with pytest.raises(ValueError, match='is not "sample"'):
+        E.load_test_sets('Set15', 4, root)
+
+
+# ------------------------------------------------------------------ metrics of one image
+@pytest.mark.parametrize('scale', [4, 2])
+def test_image_metrics_against_hand_references(images, scale):
+    from skimage.metrics import structural_similarity
+    hr = modcrop(images['a'], scale)
+    sr = E.bicubic_method(scale)(bicubic_degrade(hr, scale))
+    v = E.image_metrics(sr, hr, scale=scale)
+    assert list(v) == E.metric_names() + ['rmse'] and list(v)[:2] == ['psnr', 'ssim']
+    rmse = math.sqrt(np.mean((y_float(sr, scale) - y_float(hr, scale)) ** 2))
+    assert v['rmse'] == pytest.approx(rmse, rel=1e-10)
+    assert v['psnr'] == pytest.approx(psnr_ref(sr, hr, scale), abs=1e-9)
+    ssim_ref = structural_similarity(y_float(sr, scale), y_float(hr, scale), data_range=255, gaussian_weights=True,
+                                     sigma=1.5, use_sample_covariance=False)
+    assert v['ssim'] == pytest.approx(ssim_ref, abs=2e-4)
+    assert v['niqe'] == pytest.approx(niqe(sr[scale:-scale, scale:-scale], crop_border=0), abs=1e-9)  # shave = scale
+
+
+def test_image_metrics_gray_and_rgba_inputs(images):
+    hr = modcrop(images['a'], 4)
+    sr = E.bicubic_method(4)(bicubic_degrade(hr, 4))
+    g_sr, g_hr = sr[..., 1], hr[..., 1]
+    a = E.image_metrics(g_sr, g_hr, ['psnr'], 4)
+    b = E.image_metrics(np.repeat(g_sr[..., None], 3, -1), np.repeat(g_hr[..., None], 3, -1), ['psnr'], 4)
+    assert a == pytest.approx(b)
+    rgba = lambda x: np.concatenate([x, np.full(x.shape[:2] + (1,), 7, np.uint8)], -1)
+    assert E.image_metrics(rgba(sr), rgba(hr), ['psnr'], 4) == pytest.approx(E.image_metrics(sr, hr, ['psnr'], 4))
+
+
+# ------------------------------------------------------------------ evaluate, with its cache
+def test_evaluate_values_cache_and_reference(images, tmp_path):
+    ds = {'syn': TestImageDataset(images, 4)}
+    f = Counting()
+    methods = [E.Method('Bic', f, 'v1')]
+    df = E.evaluate(methods, ds, cache_dir=tmp_path)
+    assert f.calls == 2 and list(df.columns) == ['dataset', 'image', 'method', 'metric', 'value']
+    assert set(df[df.method == 'Bic'].metric) == set(E.metric_names()) | {'rmse'}
+    assert set(df[df.method == 'HR'].metric) == {m for m in E.metric_names() if not METRICS[m].full_reference}
+    v = df.set_index(['image', 'method', 'metric']).value
+    for it in ds['syn']:
+        png = read_image(tmp_path / 'syn' / 'Bic' / f'{it["name"]}.png')          # the cached output, read back
+        np.testing.assert_array_equal(png, E.bicubic_method(4)(it['lr']))
+        assert v[it['name'], 'Bic', 'psnr'] == pytest.approx(psnr_ref(png, it['hr'], 4), abs=1e-9)
+        assert v[it['name'], 'HR', 'niqe'] == pytest.approx(niqe(it['hr'], crop_border=4), abs=1e-12)
+    again = E.evaluate([E.Method('Bic', f, 'v1')], ds, cache_dir=tmp_path)
+    assert f.calls == 2                                                     # everything from the cache
+    pd.testing.assert_frame_equal(again, df)
+    E.evaluate([E.Method('Bic', f, 'v2')], ds, metrics=['psnr'], cache_dir=tmp_path, reference=None)
+    assert f.calls == 4                                                     # another source: recomputed
+    E.evaluate([E.Method('Bic', f, 'v2')], ds, metrics=['psnr'], cache_dir=None, reference=None)
+    assert f.calls == 6                                                     # no cache: always computed
+    write_image(tmp_path / 'syn' / 'Bic' / 'a.png', np.zeros((8, 8, 3), np.uint8))  # a stale file of the wrong size
+    E.evaluate([E.Method('Bic', f, 'v2')], ds, metrics=['psnr'], cache_dir=tmp_path, reference=None)
+    assert f.calls == 7 and read_image(tmp_path / 'syn' / 'Bic' / 'a.png').shape == ds['syn'][0]['hr'].shape
+
+
+def test_evaluate_errors_and_degenerate_outputs(images, tmp_path):
+    ds = {'syn': TestImageDataset({'a': images['a']}, 4)}
+    bic = E.bicubic_method(4)
+    with pytest.raises(ValueError, match='unique'):
+        E.evaluate([bic, E.Method('Bicubic', bic.fn)], ds)
+    with pytest.raises(ValueError, match='unique'):
+        E.evaluate([E.Method('HR', bic.fn)], ds)
+    with pytest.raises(ValueError, match='unknown metric'):
+        E.evaluate([bic], ds, metrics=['lpips'])
+    with pytest.raises(ValueError, match='returned'):
+        E.evaluate([E.Method('small', lambda lr: lr)], ds, metrics=['psnr'], cache_dir=tmp_path)
+    assert not list((tmp_path / 'syn' / 'small').glob('*.png'))            # nothing wrong was cached
+    flat = E.Method('flat', lambda lr: np.full((lr.shape[0] * 4, lr.shape[1] * 4, 3), 128, np.uint8))
+    with pytest.warns(RuntimeWarning, match='NIQE is undefined'):
+        df = E.evaluate({'flat': flat}, ds, metrics=['psnr', 'niqe'], reference=None)
+    v = df.set_index(['method', 'metric']).value
+    assert v['flat', 'niqe'] == math.inf and np.isfinite(v['flat', 'psnr'])
+    assert '| flat | ' in E.to_markdown(E.results_table(df)) and 'inf' in E.to_markdown(E.results_table(df))
+
+
+# ------------------------------------------------------------------ tables
+def tidy(rng):
+    rows = []
+    for d in ('S1', 'S2'):
+        for img in ('i1', 'i2', 'i3'):
+            for m in ('M1', 'M2', 'M3'):
+                for k in ('psnr', 'ssim', 'niqe', 'rmse'):
+                    rows.append((d, img, m, k, float(rng.normal(20, 5))))
+            rows.append((d, img, 'HR', 'niqe', float(rng.normal(3, 0.5))))
+    return pd.DataFrame(rows, columns=['dataset', 'image', 'method', 'metric', 'value'])
+
+
+def test_results_table_means_by_hand(rng):
+    df = tidy(rng)
+    t = E.results_table(df)
+    assert list(t.index) == ['M1', 'M2', 'M3', 'HR']
+    assert list(t.columns) == [(d, k) for d in ('S1', 'S2') for k in ('psnr', 'ssim', 'niqe')]   # rmse left out
+    sums = {}
+    for r in df.itertuples():
+        s = sums.setdefault((r.method, r.dataset, r.metric), [0.0, 0])
+        s[0] += r.value; s[1] += 1
+    for (m, d, k), (total, n) in sums.items():
+        if k != 'rmse':
+            assert t.loc[m, (d, k)] == pytest.approx(total / n, rel=1e-12)
+    assert np.isnan(t.loc['HR', ('S1', 'psnr')])
+    t2 = E.results_table(df, metrics=['rmse', 'psnr'])
+    assert list(t2.columns) == [('S1', 'rmse'), ('S1', 'psnr'), ('S2', 'rmse'), ('S2', 'psnr')]
+
+
+def test_to_markdown_bold_best_by_direction():
+    df = pd.DataFrame([('D', 'i', 'A', 'psnr', 30.0), ('D', 'i', 'A', 'niqe', 4.0), ('D', 'i', 'A', 'custom', 1.0),
+                       ('D', 'i', 'B', 'psnr', 25.0), ('D', 'i', 'B', 'niqe', 3.0), ('D', 'i', 'B', 'custom', 2.0),
+                       ('D', 'i', 'HR', 'niqe', 2.5), ('D', 'i', 'A', 'ssim', 0.123456)],
+                      columns=['dataset', 'image', 'method', 'metric', 'value'])
+    md = E.to_markdown(E.results_table(df))
+    lines = md.strip().split('\n')
+    assert lines[0] == '| Method | D PSNR ↑ | D NIQE ↓ | D custom | D SSIM ↑ |'          # custom: not registered, no arrow
+    assert lines[1] == '|:---|---:|---:|---:|---:|'
+    assert lines[2] == '| A | **30.00** | 4.000 | 1.000 | **0.1235** |'
+    assert lines[3] == '| B | 25.00 | **3.000** | 2.000 | – |'                           # HR's 2.5 is not "best"
+    assert lines[4] == '| HR | – | 2.500 | – | – |'
+
+
+def test_pd_points_by_hand(rng):
+    df = tidy(rng)
+    p = E.pd_points(df)
+    assert list(p.columns) == ['dataset', 'method', 'rmse', 'niqe'] and len(p) == 8
+    for r in p.itertuples():
+        sel = df[(df.dataset == r.dataset) & (df.method == r.method)]
+        want_rmse = 0.0 if r.method == 'HR' else sel[sel.metric == 'rmse'].value.mean()
+        assert r.rmse == pytest.approx(want_rmse) and r.niqe == pytest.approx(sel[sel.metric == 'niqe'].value.mean())
+    assert 'HR' not in set(E.pd_points(df, reference=None).method)           # no RMSE for HR without the convention
+    import matplotlib.pyplot as plt
+    ax = E.pd_plane(df)
+    assert len(ax.collections) == 8 and 'RMSE' in ax.get_xlabel()
+    plt.close(ax.figure)
+
+
+# ------------------------------------------------------------------ before / after
+def test_before_after():
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 255, (6, 11, 3), dtype=np.uint8), rng.integers(0, 255, (6, 11, 3), dtype=np.uint8)
+    a0, b0 = a.copy(), b.copy()
+    np.testing.assert_array_equal(E.before_after(a, b, 0.0), b)
+    np.testing.assert_array_equal(E.before_after(a, b, 1.0), a)
+    c = E.before_after(a, b, 0.5, line=2)                    # split at round(5.5) = 6: the line covers 5 and 6
+    np.testing.assert_array_equal(c[:, :5], a[:, :5]); np.testing.assert_array_equal(c[:, 7:], b[:, 7:])
+    assert (c[:, 5:7] == 255).all()
+    np.testing.assert_array_equal(E.before_after(a, b, 3 / 11, line=0)[:, :3], a[:, :3])
+    np.testing.assert_array_equal(E.before_after(a, b, 3 / 11, line=0)[:, 3:], b[:, 3:])
+    np.testing.assert_array_equal(E.before_after(a, b, 1 / 11, line=4)[:, 3:], b[:, 3:])   # a line at the edge is clipped
+    np.testing.assert_array_equal(a, a0); np.testing.assert_array_equal(b, b0)              # inputs untouched
+    g = E.before_after(a[..., 0], b[..., 0], 0.5, line=1, value=0)                          # gray
+    assert g.shape == (6, 11) and (g[:, 6] == 0).all() and (g[:, :6] == a[:, :6, 0]).all()
+    rgba = E.before_after(np.dstack([a, a[..., :1]]), np.dstack([b, b[..., :1]]), 0.5)
+    assert rgba.shape == (6, 11, 4)
+    with pytest.raises(ValueError, match='same shape'):
+        E.before_after(a, b[:, :10])
+    with pytest.raises(ValueError, match='frac'):
+        E.before_after(a, b, -0.1)
+
+
+def test_before_after_widget_redraws():
+    rng = np.random.default_rng(1)
+    ims = {n: {m: rng.integers(0, 255, (5, 9, 3), dtype=np.uint8) for m in ('A', 'B', 'C')} for n in ('x', 'y')}
+    w = E.before_after_widget(ims, left='B', right='C')
+    (pick, left, right), split, view = w.children[0].children, w.children[1], w.children[2]
+    shown = lambda: np.array(Image.open(io.BytesIO(view.value)))
+    np.testing.assert_array_equal(shown(), E.before_after(ims['x']['B'], ims['x']['C'], 0.5))
+    split.value = 0.2
+    np.testing.assert_array_equal(shown(), E.before_after(ims['x']['B'], ims['x']['C'], 0.2))
+    pick.value, left.value = 'y', 'A'
+    np.testing.assert_array_equal(shown(), E.before_after(ims['y']['A'], ims['y']['C'], 0.2))
+    assert split.min == 0 and split.max == 1 and list(left.options) == ['A', 'B', 'C']
+
+
+# ------------------------------------------------------------------ visual comparison
+def test_detail_box():
+    img = np.zeros((200, 240, 3), np.uint8)
+    img[100:, 120:] = np.random.default_rng(0).integers(0, 255, (100, 120, 3))
+    assert E.detail_box(img, (100, 120)) == (100, 200, 120, 240)
+    assert E.detail_box(img[:50, :61], (100, 120)) == (0, 50, 0, 61)
+    assert E.detail_box(img[..., 0], (100, 120)) == (100, 200, 120, 240)   # gray
+
+
+def test_visual_comparison_reads_the_cache_and_the_table(images, tmp_path):
+    import matplotlib.pyplot as plt
+    ds = TestImageDataset(images, 4)
+    f = Counting()
+    m = E.Method('Bic', f, 'v1')
+    df = E.evaluate([m], {'syn': ds}, metrics=['psnr'], cache_dir=tmp_path)
+    fig = E.visual_comparison(ds, [m], df, 'syn', tmp_path, max_images=5, size=(64, 80))
+    assert f.calls == 2 and len(fig.axes) == 4                              # 2 images x (1 method + HR), from the cache
+    v = df.set_index(['image', 'method', 'metric']).value
+    assert fig.axes[0].get_title() == f"Bic\n{v['a', 'Bic', 'psnr']:.2f} dB" and fig.axes[1].get_title() == 'HR'
+    y0, y1, x0, x1 = E.detail_box(ds[0]['hr'], (64, 80))
+    np.testing.assert_array_equal(fig.axes[0].images[0].get_array(), read_image(tmp_path / 'syn' / 'Bic' / 'a.png')[y0:y1, x0:x1])
+    plt.close(fig)
