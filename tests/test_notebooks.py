@@ -59,4 +59,9 @@ def test_notebook_declares_kernel_and_parameters(nb):
     if nb.stem != '00_config':
         tagged = [c for c in meta['cells'] if 'parameters' in c.get('metadata', {}).get('tags', [])]
         assert len(tagged) == 1, 'exactly one cell tagged "parameters"'
-        assert "profile = 'smoke'" in ''.join(tagged[0]['source'])
+        src = ''.join(tagged[0]['source'])
+        assert "profile = 'smoke'" in src
+        body = ''.join(''.join(c['source']) for c in meta['cells']
+                       if c['cell_type'] == 'code' and not ''.join(c['source']).startswith('#| export'))
+        if 'resolve_dirs(' in body:    # every output folder must be a parameter, so tests never write into the repo
+            for p in ('run_dir', 'fig_dir', 'results_dir'): assert f'{p} = None' in src, p
