@@ -20,8 +20,9 @@ from PIL import Image, UnidentifiedImageError
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'SAMPLE_IMAGES', 'ImagesLike', 'DATASETS', 'ImageReadError', 'read_image', 'write_image', 'img2tensor',
            'tensor2img', 'cubic', 'resize_matrix', 'imresize', 'rgb2ycbcr', 'rgb_to_y', 'modcrop', 'crop_border',
-           'bicubic_degrade', 'sample_images', 'list_images', 'load_images', 'augment', 'PairedPatchDataset',
-           'TestImageDataset', 'DownloadError', 'download', 'DatasetSpec', 'get_dataset', 'resolve_images']
+           'bicubic_degrade', 'bicubic_upsample', 'sample_images', 'list_images', 'load_images', 'augment',
+           'PairedPatchDataset', 'TestImageDataset', 'DownloadError', 'download', 'DatasetSpec', 'get_dataset',
+           'resolve_images']
 
 # %% ../nbs/00_data.ipynb #cc38226f
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
@@ -209,6 +210,12 @@ def bicubic_degrade(hr,            # uint8 HxWx3 array or float (B,3,H,W) tensor
     if a.dtype != np.uint8: raise TypeError(f'bicubic_degrade takes uint8 arrays or float tensors, got {a.dtype}')
     lr = imresize(a.astype(np.float64) / 255.0, 1 / scale)
     return np.clip(np.round(lr * 255.0), 0, 255).astype(np.uint8)
+
+# %% ../nbs/00_data.ipynb #e88b8c07
+def bicubic_upsample(lr: np.ndarray,  # uint8 HxWx3
+                     scale: int = 4) -> np.ndarray:
+    "The bicubic baseline: MATLAB imresize(lr, scale), rounded to uint8."
+    return np.clip(np.round(imresize(np.asarray(lr) / 255.0, scale) * 255), 0, 255).astype(np.uint8)
 
 # %% ../nbs/00_data.ipynb #5f146c7b
 def _grace_hopper() -> np.ndarray:

@@ -18,7 +18,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from .config import Profile
-from .data import DATASETS, TestImageDataset, get_dataset, imresize, read_image, sample_images, write_image
+from .data import DATASETS, TestImageDataset, bicubic_upsample, get_dataset, read_image, sample_images, write_image
 from .metrics import METRICS, psnr
 from .models import RRDBNet, SRResNet, load_official
 from .train import final_path, load_checkpoint, load_generator, super_resolve
@@ -39,8 +39,8 @@ class Method:
     def __call__(self, lr: np.ndarray) -> np.ndarray: return self.fn(lr)
 
 def bicubic_method(scale: int = 4) -> Method:
-    "MATLAB bicubic upsampling (data.imresize), rounded to uint8: the paper's 'Bicubic' row."
-    def fn(lr): return np.clip(np.round(imresize(lr / 255.0, scale) * 255), 0, 255).astype(np.uint8)
+    "MATLAB bicubic upsampling (data.bicubic_upsample): the paper's 'Bicubic' row."
+    def fn(lr): return bicubic_upsample(lr, scale)
     return Method('Bicubic', fn, f'MATLAB bicubic x{scale}')
 
 def generator_method(name: str, G: nn.Module, device='cpu', source: str = '') -> Method:

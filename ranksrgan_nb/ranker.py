@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .config import Profile
-from .data import (bicubic_degrade, imresize, img2tensor, load_images, modcrop, read_image,
+from .data import (bicubic_degrade, bicubic_upsample, img2tensor, load_images, modcrop, read_image,
                                resolve_images, tensor2img, write_image)
 from .metrics import get_metric, niqe, sharpness
 from .models import Ranker
@@ -50,7 +50,7 @@ def level_method(cfg: Profile, run_dir, level: str) -> Callable[[np.ndarray, np.
     "A function `(lr, hr) -> sr` (uint8) for level name `level`, training its generator if needed."
     if level == 'hr': return lambda lr, hr: hr
     if level == 'bicubic':
-        return lambda lr, hr: np.clip(np.round(imresize(lr / 255.0, cfg.scale) * 255), 0, 255).astype(np.uint8)
+        return lambda lr, hr: bicubic_upsample(lr, cfg.scale)
     if level not in LEVEL_STAGES: raise ValueError(f'unknown level {level!r}; known: {sorted(LEVEL_STAGES) + ["bicubic", "hr"]}')
     device = pick_device(cfg.device)
     G = load_generator(cfg, LEVEL_STAGES[level](cfg, run_dir), device)
