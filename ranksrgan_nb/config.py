@@ -48,7 +48,8 @@ class Profile:
     gan_lr_steps: tuple = (0.1, 0.2, 0.4, 0.6)  # [50k,100k,200k,300k] of 500k
     lr_gamma: float = 0.5                # MultiStepLR factor (every stage)
     w_pix: float = 0.0                   # L1 pixel loss weight
-    w_fea: float = 1.0                   # VGG conv5_4 L1 loss weight
+    w_fea: float = 1.0                   # VGG conv5_4 L1 loss weight (ImageNet VGG19)
+    w_fea_random: float = 100.0          # the perceptual weight used instead when VGG19 is random (offline; see 03)
     w_gan: float = 5e-3                  # vanilla GAN loss weight
     w_R: float = 3e-2                    # rank-content loss weight
     R_bias: float = 0.0                  # g, the target rank score of the rank-content loss

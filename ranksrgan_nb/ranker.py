@@ -24,7 +24,7 @@ from .data import (bicubic_degrade, bicubic_upsample, img2tensor, load_images, m
                                resolve_images, tensor2img, write_image)
 from .metrics import get_metric, niqe, sharpness
 from .models import Ranker
-from .train import (GanWeights, TrainState, _prepare, ensure_srgan, ensure_srresnet, final_path, fit,
+from .train import (TrainState, _prepare, ensure_srgan, ensure_srresnet, final_path, fit,
                                 load_final, load_generator, multistep, pick_device, save_final, seed_everything,
                                 stage_meta, super_resolve, train_gan)
 
@@ -42,7 +42,7 @@ def ensure_srgan_plus(cfg: Profile, run_dir) -> Path:
         load_final(p, stage_meta(cfg, ('scale', 'g_nf', 'g_nb')))
         return p
     return train_gan(cfg, run_dir, 'srgan_plus', init=ensure_srgan(cfg, run_dir), n_iters=cfg.plus_iters,
-                     weights=GanWeights(cfg.w_pix, cfg.w_fea, cfg.plus_w_gan))
+                     w_gan=cfg.plus_w_gan)
 
 LEVEL_STAGES = {'srresnet': ensure_srresnet, 'srgan': ensure_srgan, 'srgan_plus': ensure_srgan_plus}
 

@@ -32,8 +32,8 @@ __all__ = ['pick_device', 'seed_everything', 'rng_state', 'set_rng_state', 'auto
            'latest_checkpoint', 'load_checkpoint', 'TrainingDiverged', 'TrainState', 'CsvLog', 'fit', 'build_generator',
            'build_discriminator', 'build_vgg', 'super_resolve', 'evaluate_generator', 'test_set', 'train_set',
            'stage_meta', 'final_path', 'save_final', 'load_final', 'make_sr_step', 'multistep', 'train_srresnet',
-           'ensure_srresnet', 'load_generator', 'GanWeights', 'make_gan_step', 'train_gan', 'ensure_srgan',
-           'comparison_grid']
+           'ensure_srresnet', 'load_generator', 'GanWeights', 'make_gan_step', 'gan_weights', 'train_gan',
+           'ensure_srgan', 'comparison_grid']
 
 # %% ../nbs/03_train_sr.ipynb #e4656492
 def pick_device(device: str = 'auto') -> torch.device:  # 'auto', or any torch device string
@@ -416,22 +416,31 @@ def make_gan_step(G: nn.Module, D: nn.Module, vgg: nn.Module,
         return out
     return step
 
+# %% ../nbs/03_train_sr.ipynb #adb5a9f6
+def gan_weights(cfg: Profile, vgg: VGGFeatures, w_gan: float | None = None) -> GanWeights:
+    "The profile's loss weights; the perceptual weight is `w_fea_random` when the VGG19 weights are random."
+    random_vgg = getattr(vgg, 'weights_source', '') == 'random'
+    if random_vgg and cfg.w_fea_random != cfg.w_fea:
+        warnings.warn(f'VGG19 is random: perceptual weight {cfg.w_fea_random} (w_fea_random) instead of {cfg.w_fea}')
+    return GanWeights(cfg.w_pix, cfg.w_fea_random if random_vgg else cfg.w_fea, cfg.w_gan if w_gan is None else w_gan)
+
 # %% ../nbs/03_train_sr.ipynb #35301cc2
 def train_gan(cfg: Profile, run_dir: str | os.PathLike,
               stage: str = 'srgan',                    # output folder name under run_dir
               init: str | os.PathLike | None = None,   # G initialisation; default: the SRResNet result
               extra_losses: Callable[[torch.device], dict] | None = None,  # device -> {name: sr -> loss}
               extra_models: dict[str, nn.Module] | None = None,  # checkpointed with the stage (e.g. the Ranker's BN buffers)
-              weights: GanWeights | None = None,
+              weights: GanWeights | None = None,       # default: gan_weights(cfg, vgg, w_gan)
+              w_gan: float | None = None,              # adversarial weight; default cfg.w_gan
               n_iters: int | None = None,
               meta_extra: dict | None = None,          # more settings that must match on resume/reuse
               resume: bool = True, hooks=()) -> Path:
     "Train G against D (SRGAN, or RankSRGAN with `extra_losses`); returns `run_dir/<stage>/final.pth`."
     device = pick_device(cfg.device); seed_everything(cfg.seed, cfg.deterministic)
     n_iters = n_iters or cfg.gan_iters
-    weights = weights or GanWeights(cfg.w_pix, cfg.w_fea, cfg.w_gan)
     G = load_generator(cfg, init or ensure_srresnet(cfg, run_dir)).train()
     G, D, vgg = _prepare(G, device), _prepare(build_discriminator(cfg), device), _prepare(build_vgg(cfg), device)
+    weights = weights or gan_weights(cfg, vgg, w_gan)
     opt_G = torch.optim.Adam(G.parameters(), lr=cfg.gan_lr, betas=(0.9, 0.99))
     opt_D = torch.optim.Adam(D.parameters(), lr=cfg.gan_lr, betas=(0.9, 0.99))
     meta = (stage_meta(cfg, _ARCH_KEYS + ('vgg_weights', 'vgg_layer', 'seed')) | dataclasses.asdict(weights)
