@@ -61,7 +61,7 @@ class Profile:
     plus_iters: int = 100_000            # fine-tuning iterations of 'srgan_plus' (from the SRGAN result)
     rank_patch: int = 296                # rank-dataset patch size
     rank_stride: int = 148               # sliding-window stride
-    rank_sharpness_min: float = 40.0     # keep patches whose sharpness >= this
+    rank_sharpness_min: float = 40.0     # keep patches whose sharpness >= this (for 296-px patches; scaled by area, 04)
     rank_diff_min: float = 0.1           # keep triplets with |metric(level2) - metric(level1)| > this
     rank_max_per_image: int = 200        # at most this many triplets per source image
     rank_val_frac: float = 0.1           # held-out fraction, split by source image

@@ -29,10 +29,10 @@ from .train import (TrainState, _prepare, ensure_srgan, ensure_srresnet, final_p
                                 stage_meta, super_resolve, train_gan)
 
 # %% auto #0
-__all__ = ['LEVEL_STAGES', 'ensure_srgan_plus', 'level_method', 'sr_outputs', 'window_starts', 'label_scores', 'RankData',
-           'write_labels', 'read_rank_dataset', 'build_rank_dataset', 'ensure_rank_dataset', 'RankPairDataset',
-           'margin_rank_loss', 'score_patches', 'rank_metrics', 'evaluate_ranker', 'make_ranker_step', 'train_ranker',
-           'load_ranker', 'ensure_ranker']
+__all__ = ['LEVEL_STAGES', 'ensure_srgan_plus', 'level_method', 'sr_outputs', 'sharpness_threshold', 'window_starts',
+           'label_scores', 'RankData', 'write_labels', 'read_rank_dataset', 'build_rank_dataset', 'ensure_rank_dataset',
+           'RankPairDataset', 'margin_rank_loss', 'score_patches', 'rank_metrics', 'evaluate_ranker',
+           'make_ranker_step', 'train_ranker', 'load_ranker', 'ensure_ranker']
 
 # %% ../nbs/04_ranker.ipynb #7cdc236e
 def ensure_srgan_plus(cfg: Profile, run_dir) -> Path:
@@ -85,6 +85,10 @@ def sr_outputs(cfg: Profile, run_dir, images: dict[str, np.ndarray],
     return out
 
 # %% ../nbs/04_ranker.ipynb #ee6ddde3
+def sharpness_threshold(thr_296: float, patch: int) -> float:
+    "The official sharpness threshold (set for 296-px patches) scaled to `patch` pixels by area."
+    return thr_296 * (patch / 296) ** 2
+
 def window_starts(size: int, patch: int, stride: int) -> list[int]:
     "0-based window starts of MATLAB's `1:stride:size-patch` (the last possible start is excluded)."
     return list(range(0, size - patch, stride))
@@ -167,6 +171,7 @@ def build_rank_dataset(cfg: Profile, run_dir, images: dict[str, np.ndarray] | No
     n_val = min(len(names) - 1, math.ceil(cfg.rank_val_frac * len(names))) if cfg.rank_val_frac > 0 else 0
     val_names = set(rng.choice(names, size=n_val, replace=False).tolist()) if n_val > 0 else set()
     p, counts, next_id = cfg.rank_patch, {}, 1
+    sharp_min = sharpness_threshold(cfg.rank_sharpness_min, p)
     split = {'train': RankData(levels), 'valid': RankData(levels)}
     for name in tqdm(names, desc='rank patches'):
         best = srs[levels[0]][name]
@@ -175,7 +180,7 @@ def build_rank_dataset(cfg: Profile, run_dir, images: dict[str, np.ndarray] | No
         c = {'windows': len(starts)}
         if starts:
             sharp = np.asarray(sharpness(_patches(best, starts, p)), dtype=np.float64).reshape(-1)
-            starts = [s for s, v in zip(starts, sharp) if v >= cfg.rank_sharpness_min]
+            starts = [s for s, v in zip(starts, sharp) if v >= sharp_min]
         c['textured'] = len(starts)
         if starts and cfg.rank_diff_min >= 0:   # a negative rank_diff_min switches the NIQE-gap filter off
             n1 = np.asarray(niqe(_patches(best, starts, p), color='gray'), dtype=np.float64).reshape(-1)
@@ -202,7 +207,8 @@ def build_rank_dataset(cfg: Profile, run_dir, images: dict[str, np.ndarray] | No
     if not split['train'].items: raise ValueError(f'no training patch passed the filters: {counts}')
     for sp, rd in split.items(): write_labels(rd, out / f'{sp}_label.txt')
     manifest = {'levels': levels, 'label_metric': cfg.label_metric, 'label_convention': 'Y channel, 4-pixel shave; higher = worse',
-                'selection': {'patch': p, 'stride': cfg.rank_stride, 'sharpness_min': cfg.rank_sharpness_min,
+                'selection': {'patch': p, 'stride': cfg.rank_stride, 'sharpness_min_296': cfg.rank_sharpness_min,
+                              'sharpness_min': sharp_min,
                               'niqe_diff_min': cfg.rank_diff_min, 'niqe_convention': 'gray, no shave',
                               'max_per_image': cfg.rank_max_per_image},
                 'valid_images': sorted(val_names), 'counts': counts,
