@@ -18,11 +18,11 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'SAMPLE_IMAGES', 'ImagesLike', 'DATASETS', 'ImageReadError', 'read_image', 'write_image', 'img2tensor',
-           'tensor2img', 'cubic', 'resize_matrix', 'imresize', 'rgb2ycbcr', 'rgb_to_y', 'modcrop', 'crop_border',
-           'bicubic_degrade', 'bicubic_upsample', 'sample_images', 'list_images', 'load_images', 'augment',
-           'PairedPatchDataset', 'TestImageDataset', 'DownloadError', 'download', 'DatasetSpec', 'get_dataset',
-           'resolve_images']
+__all__ = ['IMAGE_EXTS', 'SAMPLE_IMAGES', 'SAMPLE_SCENES', 'ImagesLike', 'DATASETS', 'ImageReadError', 'read_image',
+           'write_image', 'img2tensor', 'tensor2img', 'cubic', 'resize_matrix', 'imresize', 'rgb2ycbcr', 'rgb_to_y',
+           'modcrop', 'crop_border', 'bicubic_degrade', 'bicubic_upsample', 'sample_images', 'scene_of', 'list_images',
+           'load_images', 'augment', 'PairedPatchDataset', 'TestImageDataset', 'DownloadError', 'download',
+           'DatasetSpec', 'get_dataset', 'resolve_images']
 
 # %% ../nbs/00_data.ipynb #cc38226f
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
@@ -238,6 +238,13 @@ def sample_images(split: str = 'train',  # 'train', 'test' or 'all'
     if split == 'all': return {**sample_images('train'), **sample_images('test')}
     if split not in SAMPLE_IMAGES: raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
     return {k: _to_rgb(_to_uint8(np.asarray(f()))) for k, f in SAMPLE_IMAGES[split].items()}
+
+# %% ../nbs/00_data.ipynb #a305f40a
+SAMPLE_SCENES = {'motorcycle_left': 'motorcycle', 'motorcycle_right': 'motorcycle'}
+
+def scene_of(name: str) -> str:
+    "The scene an image belongs to: the two bundled motorcycle views share one; other images are their own."
+    return SAMPLE_SCENES.get(name, name)
 
 # %% ../nbs/00_data.ipynb #a61a7ef3
 ImagesLike = 'str | os.PathLike | dict | Sequence'

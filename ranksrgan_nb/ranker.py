@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .config import Profile
-from .data import (bicubic_degrade, bicubic_upsample, img2tensor, load_images, modcrop, read_image,
+from .data import (bicubic_degrade, bicubic_upsample, img2tensor, scene_of, load_images, modcrop, read_image,
                                resolve_images, tensor2img, write_image)
 from .metrics import get_metric, niqe, sharpness
 from .models import Ranker
@@ -30,9 +30,9 @@ from .train import (TrainState, _prepare, ensure_srgan, ensure_srresnet, final_p
 
 # %% auto #0
 __all__ = ['LEVEL_STAGES', 'ensure_srgan_plus', 'level_method', 'sr_outputs', 'sharpness_threshold', 'window_starts',
-           'label_scores', 'RankData', 'write_labels', 'read_rank_dataset', 'build_rank_dataset', 'ensure_rank_dataset',
-           'RankPairDataset', 'margin_rank_loss', 'score_patches', 'rank_metrics', 'evaluate_ranker',
-           'make_ranker_step', 'train_ranker', 'load_ranker', 'ensure_ranker']
+           'label_scores', 'RankData', 'write_labels', 'read_rank_dataset', 'select_windows', 'split_scenes',
+           'build_rank_dataset', 'ensure_rank_dataset', 'RankPairDataset', 'margin_rank_loss', 'score_patches',
+           'rank_metrics', 'evaluate_ranker', 'make_ranker_step', 'train_ranker', 'load_ranker', 'ensure_ranker']
 
 # %% ../nbs/04_ranker.ipynb #7cdc236e
 def ensure_srgan_plus(cfg: Profile, run_dir) -> Path:
@@ -155,6 +155,41 @@ def read_rank_dataset(folder: str | os.PathLike,           # images: per-level s
 def _patches(img: np.ndarray, starts: list[tuple[int, int]], p: int) -> torch.Tensor:
     return torch.stack([img2tensor(img[y:y + p, x:x + p]) for y, x in starts]).double()
 
+def select_windows(cfg: Profile, srs: dict[str, dict[str, np.ndarray]], levels: list[str], name: str,
+                   rng: np.random.Generator) -> tuple[list[tuple[int, int]], dict]:
+    "The kept window positions of image `name` (texture filter, NIQE-gap filter, cap) and the counts at each step."
+    p, best = cfg.rank_patch, srs[levels[0]][name]
+    h, w = best.shape[:2]
+    starts = [(y, x) for y in window_starts(h, p, cfg.rank_stride) for x in window_starts(w, p, cfg.rank_stride)]
+    c = {'windows': len(starts)}
+    if starts:
+        sharp = np.asarray(sharpness(_patches(best, starts, p)), dtype=np.float64).reshape(-1)
+        starts = [s for s, v in zip(starts, sharp) if v >= sharpness_threshold(cfg.rank_sharpness_min, p)]
+    c['textured'] = len(starts)
+    if starts and cfg.rank_diff_min >= 0:   # a negative rank_diff_min switches the NIQE-gap filter off
+        n1 = np.asarray(niqe(_patches(best, starts, p), color='gray'), dtype=np.float64).reshape(-1)
+        n2 = np.asarray(niqe(_patches(srs[levels[1]][name], starts, p), color='gray'), dtype=np.float64).reshape(-1)
+        starts = [s for s, a, b in zip(starts, n1, n2) if abs(b - a) > cfg.rank_diff_min]  # inf/NaN (flat patch) fails too
+    c['separated'] = len(starts)
+    if len(starts) > cfg.rank_max_per_image:
+        keep = sorted(rng.choice(len(starts), cfg.rank_max_per_image, replace=False).tolist())
+        starts = [starts[k] for k in keep]
+    c['kept'] = len(starts)
+    return starts, c
+
+def split_scenes(kept: dict[str, int],           # {image name: patches kept}
+                 frac: float, rng: np.random.Generator) -> set[str]:
+    "Held-out images: whole scenes (data.scene_of), drawn at random until about `frac` of the patches, never all."
+    scenes: dict[str, list[str]] = {}
+    for n, k in kept.items():
+        if k: scenes.setdefault(scene_of(n), []).append(n)
+    total, held, out = sum(kept.values()), 0, set()
+    if frac <= 0 or len(scenes) < 2: return out
+    for sc in rng.permutation(sorted(scenes)).tolist()[:-1]:          # at least one scene stays for training
+        if held >= frac * total: break
+        out.update(scenes[sc]); held += sum(kept[n] for n in scenes[sc])
+    return out
+
 def build_rank_dataset(cfg: Profile, run_dir, images: dict[str, np.ndarray] | None = None,
                        methods: dict[str, Callable] | None = None,  # {level: (lr, hr) -> sr}, best first
                        out_dir: str | os.PathLike | None = None,     # default run_dir/rank_dataset
@@ -166,38 +201,20 @@ def build_rank_dataset(cfg: Profile, run_dir, images: dict[str, np.ndarray] | No
         for _, imgs in resolve_images(cfg.train_data, 'train', cfg.data_root).items(): images.update(load_images(imgs))
     levels = list(methods) if methods else list(cfg.rank_levels)
     srs = sr_outputs(cfg, run_dir, images, methods)
-    rng = np.random.default_rng(cfg.seed)
-    names = sorted(images)
-    n_val = min(len(names) - 1, math.ceil(cfg.rank_val_frac * len(names))) if cfg.rank_val_frac > 0 else 0
-    val_names = set(rng.choice(names, size=n_val, replace=False).tolist()) if n_val > 0 else set()
-    p, counts, next_id = cfg.rank_patch, {}, 1
-    sharp_min = sharpness_threshold(cfg.rank_sharpness_min, p)
-    split = {'train': RankData(levels), 'valid': RankData(levels)}
-    for name in tqdm(names, desc='rank patches'):
-        best = srs[levels[0]][name]
-        h, w = best.shape[:2]
-        starts = [(y, x) for y in window_starts(h, p, cfg.rank_stride) for x in window_starts(w, p, cfg.rank_stride)]
-        c = {'windows': len(starts)}
-        if starts:
-            sharp = np.asarray(sharpness(_patches(best, starts, p)), dtype=np.float64).reshape(-1)
-            starts = [s for s, v in zip(starts, sharp) if v >= sharp_min]
-        c['textured'] = len(starts)
-        if starts and cfg.rank_diff_min >= 0:   # a negative rank_diff_min switches the NIQE-gap filter off
-            n1 = np.asarray(niqe(_patches(best, starts, p), color='gray'), dtype=np.float64).reshape(-1)
-            n2 = np.asarray(niqe(_patches(srs[levels[1]][name], starts, p), color='gray'), dtype=np.float64).reshape(-1)
-            starts = [s for s, a, b in zip(starts, n1, n2) if abs(b - a) > cfg.rank_diff_min]  # inf/NaN (flat patch) fails too
-        c['separated'] = len(starts)
-        if len(starts) > cfg.rank_max_per_image:
-            keep = sorted(rng.choice(len(starts), cfg.rank_max_per_image, replace=False).tolist())
-            starts = [starts[k] for k in keep]
-        c['kept'] = len(starts); counts[name] = c
+    rng, p = np.random.default_rng(cfg.seed), cfg.rank_patch
+    windows, counts = {}, {}
+    for name in tqdm(sorted(images), desc='rank patches'):
+        windows[name], counts[name] = select_windows(cfg, srs, levels, name, rng)
+    val_names = split_scenes({n: len(s) for n, s in windows.items()}, cfg.rank_val_frac, rng)
+    split, next_id = {'train': RankData(levels), 'valid': RankData(levels)}, 1
+    for name, starts in windows.items():
         if not starts: continue
         sp = 'valid' if name in val_names else 'train'
         labels = {lv: label_scores(_patches(srs[lv][name], starts, p), cfg.label_metric, level_index=k)
                   for k, lv in enumerate(levels)}
         ok = np.all([np.isfinite(labels[lv]) for lv in levels], axis=0)   # a label NIQE can be undefined (flat patch)
         starts = [s for s, good in zip(starts, ok) if good]; labels = {lv: v[ok] for lv, v in labels.items()}
-        c['labelled'] = len(starts)
+        counts[name]['labelled'] = len(starts)
         for k, (y, x) in enumerate(starts):
             i = str(next_id); next_id += 1
             split[sp].items[i] = {}
@@ -208,7 +225,7 @@ def build_rank_dataset(cfg: Profile, run_dir, images: dict[str, np.ndarray] | No
     for sp, rd in split.items(): write_labels(rd, out / f'{sp}_label.txt')
     manifest = {'levels': levels, 'label_metric': cfg.label_metric, 'label_convention': 'Y channel, 4-pixel shave; higher = worse',
                 'selection': {'patch': p, 'stride': cfg.rank_stride, 'sharpness_min_296': cfg.rank_sharpness_min,
-                              'sharpness_min': sharp_min,
+                              'sharpness_min': sharpness_threshold(cfg.rank_sharpness_min, p),
                               'niqe_diff_min': cfg.rank_diff_min, 'niqe_convention': 'gray, no shave',
                               'max_per_image': cfg.rank_max_per_image},
                 'valid_images': sorted(val_names), 'counts': counts,
