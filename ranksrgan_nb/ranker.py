@@ -179,16 +179,18 @@ def select_windows(cfg: Profile, srs: dict[str, dict[str, np.ndarray]], levels: 
 
 def split_scenes(kept: dict[str, int],           # {image name: patches kept}
                  frac: float, rng: np.random.Generator) -> set[str]:
-    "Held-out images: whole scenes (data.scene_of), drawn at random until about `frac` of the patches, never all."
+    "Held-out images: whole scenes (data.scene_of) holding about `frac` of the patches, never every scene."
     scenes: dict[str, list[str]] = {}
     for n, k in kept.items():
         if k: scenes.setdefault(scene_of(n), []).append(n)
-    total, held, out = sum(kept.values()), 0, set()
-    if frac <= 0 or len(scenes) < 2: return out
-    for sc in rng.permutation(sorted(scenes)).tolist()[:-1]:          # at least one scene stays for training
-        if held >= frac * total: break
-        out.update(scenes[sc]); held += sum(kept[n] for n in scenes[sc])
-    return out
+    if frac <= 0 or len(scenes) < 2: return set()
+    size = {sc: sum(kept[n] for n in names) for sc, names in scenes.items()}
+    target, held, out = frac * sum(size.values()), 0, []
+    for sc in rng.permutation(sorted(scenes)).tolist():   # random scenes that do not overshoot the target by half
+        if held >= target or len(out) == len(scenes) - 1: break
+        if held + size[sc] <= 1.5 * target: out.append(sc); held += size[sc]
+    if not out: out = [min(scenes, key=lambda sc: (size[sc], sc))]   # every scene is big: hold out the smallest
+    return {n for sc in out for n in scenes[sc]}
 
 def build_rank_dataset(cfg: Profile, run_dir, images: dict[str, np.ndarray] | None = None,
                        methods: dict[str, Callable] | None = None,  # {level: (lr, hr) -> sr}, best first
