@@ -114,7 +114,7 @@ PROFILES = {
         name='cpu', hr_patch=64, batch_size=8,
         sr_iters=2500, sr_lr_steps=(0.5, 0.75),
         gan_iters=600, gan_lr_steps=(0.5, 0.75), plus_iters=300,
-        rank_patch=200, rank_stride=25, rank_max_per_image=200,
+        rank_levels=('hr', 'srgan', 'srresnet'), rank_patch=200, rank_stride=25, rank_max_per_image=200,
         ranker_iters=250, ranker_batch=8, ranker_lr_steps=(0.5, 0.75),
         val_every=100, ckpt_every=100, log_every=10, val_max_images=2)),
     'smoke': _check_profile(Profile(
