@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .config import Profile
+from .config import Profile, get_profile
 from .data import (bicubic_degrade, bicubic_upsample, img2tensor, scene_of, load_images, modcrop, read_image,
                                resolve_images, tensor2img, write_image)
 from .metrics import get_metric, niqe, sharpness
@@ -32,7 +32,8 @@ from .train import (TrainState, _prepare, ensure_srgan, ensure_srresnet, final_p
 __all__ = ['LEVEL_STAGES', 'ensure_srgan_plus', 'level_method', 'sr_outputs', 'sharpness_threshold', 'window_starts',
            'label_scores', 'RankData', 'write_labels', 'read_rank_dataset', 'select_windows', 'split_scenes',
            'build_rank_dataset', 'ensure_rank_dataset', 'RankPairDataset', 'margin_rank_loss', 'score_patches',
-           'rank_metrics', 'evaluate_ranker', 'make_ranker_step', 'train_ranker', 'load_ranker', 'ensure_ranker']
+           'rank_metrics', 'evaluate_ranker', 'make_ranker_step', 'train_ranker', 'load_ranker', 'ensure_ranker',
+           'ensure_test_tuples']
 
 # %% ../nbs/04_ranker.ipynb #7cdc236e
 def ensure_srgan_plus(cfg: Profile, run_dir) -> Path:
@@ -236,7 +237,9 @@ def build_rank_dataset(cfg: Profile, run_dir, images: dict[str, np.ndarray] | No
     (out / 'manifest.json').write_text(json.dumps(manifest, indent=1))
     return split['train'], split['valid']
 
-def ensure_rank_dataset(cfg: Profile, run_dir, name: str = 'rank_dataset') -> tuple[RankData, RankData]:
+def ensure_rank_dataset(cfg: Profile, run_dir, name: str = 'rank_dataset',
+                        images: dict[str, np.ndarray] | None = None,   # default: the profile's training images
+                        ) -> tuple[RankData, RankData]:
     "The rank dataset in run_dir/<name> (built first if missing)."
     out = Path(run_dir) / name
     if (out / 'manifest.json').exists() and (out / 'train_label.txt').exists():
@@ -247,7 +250,7 @@ def ensure_rank_dataset(cfg: Profile, run_dir, name: str = 'rank_dataset') -> tu
         tr = read_rank_dataset(out / 'train', out / 'train_label.txt', man['levels'])
         va = read_rank_dataset(out / 'valid', out / 'valid_label.txt', man['levels']) if man['n_valid'] else RankData(man['levels'])
         return tr, va
-    return build_rank_dataset(cfg, run_dir, out_dir=out)
+    return build_rank_dataset(cfg, run_dir, images, out_dir=out)
 
 # %% ../nbs/04_ranker.ipynb #bd7488e0
 class RankPairDataset(torch.utils.data.Dataset):
@@ -364,3 +367,11 @@ def ensure_ranker(cfg: Profile, run_dir, stage: str = 'ranker', data_name: str =
         return p
     tr, va = ensure_rank_dataset(cfg, run_dir, data_name)
     return train_ranker(cfg, run_dir, tr, va, stage)
+
+# %% ../nbs/04_ranker.ipynb #0d06a5a3
+def ensure_test_tuples(cfg: Profile, run_dir, name: str = 'rank_dataset_test') -> RankData:
+    "Rank tuples built from the profile's test images (never trained on), for evaluating a Ranker."
+    images = {}
+    for _, imgs in resolve_images(cfg.test_data, 'test', cfg.data_root).items(): images.update(load_images(imgs))
+    tr, _ = ensure_rank_dataset(get_profile(cfg, rank_val_frac=0.0), run_dir, name, images)
+    return tr

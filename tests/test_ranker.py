@@ -112,6 +112,20 @@ def test_level_labels(tmp_path, photos):
         assert [d[lv][1] for lv in tr.levels] == [0.0, 1.0, 2.0]
 
 
+def test_test_tuples_come_from_the_test_photographs(tmp_path, photos):
+    test_dir = tmp_path / 'test_photos'
+    write_image(test_dir / 'rocket_test.png', photos['rocket'])
+    cfg = get_profile('smoke', test_data=str(test_dir), rank_patch=200, rank_stride=100, rank_max_per_image=3,
+                      rank_sharpness_min=0, rank_diff_min=0.0, rank_val_frac=0.3, rank_levels=('hr', 'bicubic'))
+    te = RK.ensure_test_tuples(cfg, tmp_path / 'run')
+    man = json.loads((tmp_path / 'run' / 'rank_dataset_test' / 'manifest.json').read_text())
+    assert list(man['counts']) == ['rocket_test'] and man['n_valid'] == 0 and man['n_train'] == len(te) > 0
+    assert man['counts']['rocket_test']['kept'] == len(te)
+    # built once: asking again reads the same tuples back
+    again = RK.ensure_test_tuples(cfg, tmp_path / 'run')
+    assert sorted(again.items) == sorted(te.items)
+
+
 def test_pair_dataset_deterministic_and_oversampled(tmp_path):
     rd = RK.read_rank_dataset(tmp_path, _official_folder(tmp_path))
     ds = RK.RankPairDataset(rd, seed=3)
