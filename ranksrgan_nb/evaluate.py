@@ -247,20 +247,35 @@ def pd_points(df: pd.DataFrame, metric: str = 'niqe', reference: str | None = 'H
     if reference: p.loc[p.method == reference, 'rmse'] = 0.0
     return p.dropna(subset=['rmse', metric])[['dataset', 'method', 'rmse', metric]].reset_index(drop=True)
 
-def pd_plane(df: pd.DataFrame, ax=None, metric: str = 'niqe', reference: str | None = 'HR'):
+def pd_plane(df: pd.DataFrame, ax=None, metric: str = 'niqe', reference: str | None = 'HR',
+             zoom: bool = True):  # an inset around the methods when the reference point squeezes them together
     "Scatter `metric` against RMSE (Y), a colour per method and a marker per dataset; returns the axes."
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
     p = pd_points(df, metric, reference)
-    if ax is None: _, ax = plt.subplots(figsize=(6, 4.2))
+    if ax is None: _, ax = plt.subplots(figsize=(6.5, 4.2))
     colors = {m: f'C{i % 10}' for i, m in enumerate(pd.unique(p.method))}
     markers = dict(zip(pd.unique(p.dataset), 'osD^v<>PX*'))
-    for r in p.itertuples():
-        ax.scatter(r.rmse, getattr(r, metric), color=colors[r.method], marker=markers[r.dataset], s=45,
-                   edgecolor='k', linewidth=0.5, zorder=3)
-        ax.annotate(r.method if len(markers) == 1 else f'{r.method} ({r.dataset})', (r.rmse, getattr(r, metric)),
-                    fontsize=7, xytext=(4, 3), textcoords='offset points')
+    def draw(a, pts, s=45):
+        for r in pts.itertuples():
+            a.scatter(r.rmse, getattr(r, metric), color=colors[r.method], marker=markers[r.dataset], s=s,
+                      edgecolor='k', linewidth=0.5, zorder=3)
+    draw(ax, p)
     ax.set_xlabel('RMSE on Y (lower is better)'); ax.set_ylabel(f'{LABELS.get(metric, metric)} (lower is better)')
     ax.set_title('perception-distortion plane (lower-left is better)', fontsize=10); ax.grid(alpha=0.3)
+    # a legend rather than labels next to the points: close methods would print over each other
+    handles = [Line2D([], [], color=c, marker='o', linestyle='', markeredgecolor='k', label=m) for m, c in colors.items()]
+    if len(markers) > 1:
+        handles += [Line2D([], [], color='w', marker=mk, markeredgecolor='k', linestyle='', label=d) for d, mk in markers.items()]
+    ax.legend(handles=handles, fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1), borderaxespad=0)
+    rest = p[p.method != reference] if reference else p
+    y = getattr(rest, metric)
+    if zoom and reference and len(rest) > 1 and np.ptp(getattr(p, metric)) > 4 * max(np.ptp(y), 1e-9):
+        ins = ax.inset_axes([0.3, 0.1, 0.55, 0.5])   # the empty region between HR and the methods
+        draw(ins, rest, s=30)
+        pad_x, pad_y = 0.15 * max(np.ptp(rest.rmse), 1e-3), 0.15 * max(np.ptp(y), 1e-3)
+        ins.set_xlim(rest.rmse.min() - pad_x, rest.rmse.max() + pad_x); ins.set_ylim(y.min() - pad_y, y.max() + pad_y)
+        ins.tick_params(labelsize=6); ins.grid(alpha=0.3); ins.set_title('methods, zoomed', fontsize=7)
     return ax
 
 # %% ../nbs/07_evaluate.ipynb #ed885398

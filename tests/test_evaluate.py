@@ -301,6 +301,19 @@ def test_pd_points_by_hand(rng):
     plt.close(ax.figure)
 
 
+def test_pd_plane_legend_and_zoom():
+    import matplotlib.pyplot as plt
+    rows = [('S', 'i', m, k, v) for m, r, n in (('A', 9.0, 7.0), ('B', 9.5, 7.2)) for k, v in (('rmse', r), ('niqe', n))]
+    df = pd.DataFrame(rows + [('S', 'i', 'HR', 'niqe', 3.0)], columns=['dataset', 'image', 'method', 'metric', 'value'])
+    ax = E.pd_plane(df)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ['A', 'B', 'HR']   # one dataset: no marker entries
+    (ins,) = ax.child_axes                                   # HR 4 NIQE below, methods 0.2 apart: zoomed inset
+    assert len(ins.collections) == 2 and ins.get_ylim()[0] > 6.5 and ins.get_xlim()[0] > 8.5
+    plt.close(ax.figure)
+    ax = E.pd_plane(df, zoom=False); assert not ax.child_axes; plt.close(ax.figure)
+    ax = E.pd_plane(df, reference=None); assert not ax.child_axes; plt.close(ax.figure)   # HR has no RMSE: not drawn
+
+
 # ------------------------------------------------------------------ before / after
 def test_before_after():
     rng = np.random.default_rng(0)
