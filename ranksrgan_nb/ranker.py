@@ -372,6 +372,8 @@ def ensure_ranker(cfg: Profile, run_dir, stage: str = 'ranker', data_name: str =
 def ensure_test_tuples(cfg: Profile, run_dir, name: str = 'rank_dataset_test') -> RankData:
     "Rank tuples built from the profile's test images (never trained on), for evaluating a Ranker."
     images = {}
-    for _, imgs in resolve_images(cfg.test_data, 'test', cfg.data_root).items(): images.update(load_images(imgs))
+    for _, imgs in resolve_images(cfg.test_data, 'test', cfg.data_root).items():
+        # prefixed: SR outputs are cached by image name, and a test image may share a training image's name
+        images.update({f'test_{k}': v for k, v in load_images(imgs).items()})
     tr, _ = ensure_rank_dataset(get_profile(cfg, rank_val_frac=0.0), run_dir, name, images)
     return tr

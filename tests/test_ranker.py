@@ -117,10 +117,15 @@ def test_test_tuples_come_from_the_test_photographs(tmp_path, photos):
     write_image(test_dir / 'rocket_test.png', photos['rocket'])
     cfg = get_profile('smoke', test_data=str(test_dir), rank_patch=200, rank_stride=100, rank_max_per_image=3,
                       rank_sharpness_min=0, rank_diff_min=0.0, rank_val_frac=0.3, rank_levels=('hr', 'bicubic'))
+    # a training image of the same name, whose SR outputs are cached first, must not stand in for the test image
+    RK.build_rank_dataset(cfg, tmp_path / 'run', {'rocket_test': photos['coffee']}, out_dir=tmp_path / 'run' / 'train_rd')
     te = RK.ensure_test_tuples(cfg, tmp_path / 'run')
+    cached = read_image(tmp_path / 'run' / 'rank_dataset' / 'sr' / 'hr' / 'test_rocket_test.png')
+    want = photos['rocket'][:424]                            # the HR level is the photograph cropped to a multiple of 4
+    assert cached.shape == want.shape and (cached == want).all()
     man = json.loads((tmp_path / 'run' / 'rank_dataset_test' / 'manifest.json').read_text())
-    assert list(man['counts']) == ['rocket_test'] and man['n_valid'] == 0 and man['n_train'] == len(te) > 0
-    assert man['counts']['rocket_test']['kept'] == len(te)
+    assert list(man['counts']) == ['test_rocket_test'] and man['n_valid'] == 0 and man['n_train'] == len(te) > 0
+    assert man['counts']['test_rocket_test']['kept'] == len(te)
     # built once: asking again reads the same tuples back
     again = RK.ensure_test_tuples(cfg, tmp_path / 'run')
     assert sorted(again.items) == sorted(te.items)
