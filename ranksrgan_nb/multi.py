@@ -64,11 +64,12 @@ def train_multi_ranksrgan(cfg: Profile, run_dir, terms: Sequence[RankerTerm], st
     init = _check_file(init, 'generator') if init else ensure_srresnet(cfg, run_dir)
     active = [t for t in terms if t.weight != 0]
     Rs = {t.name: load_ranker(cfg, _check_file(t.path, f'Ranker {t.name!r}')) for t in active}
-    extra = lambda device: MultiRankerLoss({t.name: (Rs[t.name].to(device), t.weight, t.bias) for t in active},
-                                           cfg.rank_reduction, cfg.ranker_bn).terms_
+    def named(device):   # one logged term per Ranker; the GAN step sums them, which is MultiRankerLoss.forward
+        loss = MultiRankerLoss({t.name: (Rs[t.name].to(device), t.weight, t.bias) for t in active},
+                               cfg.rank_reduction, cfg.ranker_bn)
+        return {f'l_g_rank_{n}': term for n, term in loss.terms_.items()}
     meta = {'rankers': [(t.name, Path(t.path).name, t.weight, t.bias) for t in active],
             'rank_reduction': cfg.rank_reduction, 'ranker_bn': cfg.ranker_bn}
-    named = lambda device: {f'l_g_rank_{n}': m for n, m in extra(device).items()}
     return train_gan(cfg, run_dir, stage, init=init, extra_losses=named if active else None,
                      extra_models={f'R_{n}': R for n, R in Rs.items()}, meta_extra=meta, resume=resume, hooks=hooks)
 
