@@ -5,9 +5,13 @@
 # %% ../nbs/00_data.ipynb #717a6e42
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import math
 import os
+import re
+import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,26 +22,71 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'SAMPLE_IMAGES', 'SAMPLE_SCENES', 'ImagesLike', 'DATASETS', 'ImageReadError', 'read_image',
-           'write_image', 'img2tensor', 'tensor2img', 'cubic', 'resize_matrix', 'imresize', 'rgb2ycbcr', 'rgb_to_y',
-           'modcrop', 'crop_border', 'bicubic_degrade', 'bicubic_upsample', 'sample_images', 'scene_of', 'list_images',
+__all__ = ['ROUNDING_SLACK', 'IMAGE_EXTS', 'MAX_IMAGE_PIXELS', 'STRIPE_PIXELS', 'SAMPLE_IMAGES', 'SAMPLE_SCENES', 'ImagesLike',
+           'DATASETS', 'atomic_path', 'stale_temporaries', 'ImageReadError', 'read_image', 'write_image', 'img2tensor',
+           'tensor2img', 'cubic', 'resize_taps', 'resize_matrix', 'imresize', 'rgb2ycbcr', 'rgb_to_y', 'modcrop',
+           'crop_border', 'bicubic_degrade', 'bicubic_upsample', 'sample_images', 'scene_of', 'list_images',
            'load_images', 'augment', 'PairedPatchDataset', 'TestImageDataset', 'DownloadError', 'download',
            'DatasetSpec', 'get_dataset', 'resolve_images']
 
+# %% ../nbs/00_data.ipynb #f4962f73
+ROUNDING_SLACK = 0.5 / 255   # floats this far outside [0, 1] still round to 0 or 255
+
+def _to_uint8(a: np.ndarray, name: str = 'image') -> np.ndarray:  # name: the array or file, for errors
+    "uint8 pixels from an array: integers 0..255 as 8-bit, uint16 (or integers above 255) as 16-bit, floats in [0, 1]."
+    if a.dtype == np.uint8: return a
+    if a.dtype == bool: return a.astype(np.uint8) * 255
+    lo, hi = (a.min(), a.max()) if a.size else (0, 0)
+    if np.issubdtype(a.dtype, np.integer):
+        if lo < 0 or hi > 65535:
+            raise ValueError(f'{name}: integer pixels must be 0..255 (8-bit) or 0..65535 (16-bit), got {lo}..{hi} ({a.dtype})')
+        if a.dtype != np.uint16 and hi <= 255: return a.astype(np.uint8)
+        return np.clip(np.round(a.astype(np.float64) * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
+    if not np.issubdtype(a.dtype, np.floating): raise TypeError(f'{name}: expected integer or float pixels, got {a.dtype}')
+    if not (np.isfinite(lo) and np.isfinite(hi)): raise ValueError(f'{name}: has NaN or infinite pixels')
+    if hi > 1 + ROUNDING_SLACK:
+        raise ValueError(f'{name}: float pixels must be in [0, 1], but the largest is {hi:g}; if it holds 0..255, '
+                         'divide it by 255 first (a file: save it with integer pixels)')
+    if lo < -ROUNDING_SLACK:
+        raise ValueError(f'{name}: float pixels must be in [0, 1], but the smallest is {lo:g}; clip it with np.clip(x, 0, 1) first')
+    return np.clip(np.round(a * 255.0), 0, 255).astype(np.uint8)
+
+# %% ../nbs/00_data.ipynb #2b4af0dd
+def _tmp_of(path: Path) -> Path: return path.with_name(f'.{path.name}.tmp{os.getpid()}')
+
+def _write_error(path: Path, e: BaseException) -> OSError:
+    "An OSError naming `path` and the cause; a full disk (ENOSPC, or no space left after the failure) says so."
+    free = shutil.disk_usage(path.parent).free if path.parent.is_dir() else -1
+    if getattr(e, 'errno', None) in (errno.ENOSPC, getattr(errno, 'EDQUOT', errno.ENOSPC)) or 0 <= free < 2 ** 20:
+        return OSError(errno.ENOSPC, f'no space left on the device to write {path} ({free / 2**20:.1f} MiB free there): '
+                       f'free some space or write elsewhere; {path.name} and the other files there are as they were')
+    return OSError(getattr(e, 'errno', None) or errno.EIO, f'could not write {path}: {type(e).__name__}: {e}')
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):  # the destination file
+    "Yield a temporary path beside `path`; it replaces `path` if the block succeeds and is removed if it fails."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_of(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        err = _write_error(path, e)
+        tmp.unlink(missing_ok=True)
+        raise err from e
+    finally: tmp.unlink(missing_ok=True)
+
+def stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    "Temporary files in `folder` left by writers other than this process (killed ones, or ones still running)."
+    pat = re.compile(r'^\..+\.tmp(\d+)$')
+    return sorted(p for p in Path(folder).glob('.*.tmp*') if (m := pat.match(p.name)) and int(m[1]) != os.getpid())
+
 # %% ../nbs/00_data.ipynb #cc38226f
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+MAX_IMAGE_PIXELS: int | None = 178_956_970   # Pillow's decompression-bomb limit (~179 MP); None: no limit
 
 class ImageReadError(ValueError):
     "A file exists but is not a readable image (corrupt, truncated or another format)."
-
-def _to_uint8(a: np.ndarray) -> np.ndarray:
-    "Scale an integer or float array to uint8: 16-bit by 255/65535, floats assumed in [0, 1]."
-    if a.dtype == np.uint8: return a
-    if a.dtype == bool: return a.astype(np.uint8) * 255
-    if a.dtype in (np.uint16, np.int32, np.uint32, np.int64) or (np.issubdtype(a.dtype, np.integer) and a.max(initial=0) > 255):
-        return np.clip(np.round(a.astype(np.float64) * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
-    if np.issubdtype(a.dtype, np.floating): return np.clip(np.round(a * 255.0), 0, 255).astype(np.uint8)
-    return np.clip(a, 0, 255).astype(np.uint8)
 
 def _to_rgb(a: np.ndarray) -> np.ndarray:
     "HxW, HxWx1, HxWx2 (gray+alpha), HxWx3 or HxWx4 (alpha dropped) -> HxWx3."
@@ -49,8 +98,20 @@ def _to_rgb(a: np.ndarray) -> np.ndarray:
     elif c != 3: raise ValueError(f'expected 1-4 channels, got {c}')
     return np.ascontiguousarray(a)
 
-def _read_pil(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
+@contextlib.contextmanager
+def _pixel_limit(max_pixels: int | None):
+    "Pillow's own bomb check, lifted only while a caller explicitly allows more than its limit."
+    old = Image.MAX_IMAGE_PIXELS
+    lift = old is not None and (max_pixels is None or max_pixels > 2 * old)
+    if lift: Image.MAX_IMAGE_PIXELS = None
+    try: yield
+    finally:
+        if lift: Image.MAX_IMAGE_PIXELS = old
+
+def _read_pil(path: Path, max_pixels: int | None) -> np.ndarray:
+    with _pixel_limit(max_pixels), Image.open(path) as im:
+        if max_pixels is not None and im.width * im.height > max_pixels:
+            raise Image.DecompressionBombError(f'Image size ({im.width * im.height} pixels) exceeds limit of {max_pixels} pixels')
         im.load()  # forces decoding: truncated files fail here, not later
         if im.mode == 'P' or im.mode == 'PA': im = im.convert('RGBA')
         elif im.mode in ('CMYK', 'YCbCr', 'LAB', 'HSV'): im = im.convert('RGB')
@@ -63,29 +124,36 @@ def _read_tiff(path: Path) -> np.ndarray:
     import tifffile  # ships with scikit-image; reads 16-bit RGB TIFF, which Pillow cannot
     return tifffile.imread(path)
 
-def read_image(path: str | os.PathLike) -> np.ndarray:  # path to a PNG, JPEG, BMP, TIFF or WebP file
+def read_image(path: str | os.PathLike,  # path to a PNG, JPEG, BMP, TIFF or WebP file
+               max_pixels: int | None = -1,  # refuse larger images (bomb guard); -1: MAX_IMAGE_PIXELS; None: no limit
+               ) -> np.ndarray:
     "Read an image file as RGB uint8 HxWx3 (gray expanded, alpha dropped, 16-bit scaled, palette converted)."
-    path = Path(path)
+    path, limit = Path(path), MAX_IMAGE_PIXELS if max_pixels == -1 else max_pixels
+    if path.is_dir(): raise IsADirectoryError(f'{path} is a folder, not an image file (a folder of images goes to load_images)')
     if not path.is_file(): raise FileNotFoundError(f'no such image file: {path}')
-    try: a = _read_pil(path)
+    try: a = _read_pil(path, limit)
+    except Image.DecompressionBombError as e:
+        raise ImageReadError(f'cannot read image {path}: {e}, a guard against decompression bombs. If you trust the file, '
+                             'allow it: read_image(path, max_pixels=None), or ranksrgan_nb.data.MAX_IMAGE_PIXELS = None') from e
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         if path.suffix.lower() in ('.tif', '.tiff'):
             try: a = _read_tiff(path)
             except Exception as e2: raise ImageReadError(f'cannot read image {path}: {e2}') from e2
         else: raise ImageReadError(f'cannot read image {path}: {e}') from e
     if a.size == 0: raise ImageReadError(f'cannot read image {path}: it has no pixels')
-    return _to_rgb(_to_uint8(a))
+    return _to_rgb(_to_uint8(a, f'image {path}'))
 
 def write_image(path: str | os.PathLike,  # destination; the extension chooses the format (PNG recommended)
                 img,                      # uint8 HxWx3 array, or float (3,H,W)/(1,3,H,W) tensor in [0,1]
                 ) -> Path:
-    "Write an RGB image (WebP lossless), creating parent folders; tensors are clamped and rounded to uint8."
+    "Write an RGB image atomically (WebP lossless, JPEG quality 95), creating parent folders; tensors are clamped and rounded."
     path = Path(path)
     if isinstance(img, torch.Tensor): img = tensor2img(img)
-    img = _to_rgb(_to_uint8(np.asarray(img)))
-    path.parent.mkdir(parents=True, exist_ok=True)
+    img = _to_rgb(_to_uint8(np.asarray(img), f'the image for {path}'))
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None: raise ValueError(f'{path}: unknown image extension {path.suffix!r}; use one of {IMAGE_EXTS}')
     opts = {'.webp': {'lossless': True}, '.jpg': {'quality': 95}, '.jpeg': {'quality': 95}}.get(path.suffix.lower(), {})
-    Image.fromarray(img).save(path, **opts)  # WebP lossless, JPEG at quality 95
+    with atomic_path(path) as tmp: Image.fromarray(img).save(tmp, format=fmt, **opts)
     return path
 
 # %% ../nbs/00_data.ipynb #449e9b8d
@@ -113,50 +181,94 @@ def cubic(x: np.ndarray) -> np.ndarray:
 def _out_size(n: int, scale: float) -> int:
     return int(math.ceil(round(scale * n, 9)))  # round() guards 1/3*9 = 2.9999999999999996
 
-@functools.lru_cache(maxsize=256)
-def resize_matrix(n_in: int,            # input length
-                  scale: float,         # scale factor (<1 shrinks)
-                  antialias: bool = True,
-                  ) -> np.ndarray:      # float64 (n_out, n_in)
-    "The (out x in) matrix of MATLAB's bicubic imresize along one dimension."
+@functools.lru_cache(maxsize=64)
+def resize_taps(n_in: int,            # input length
+                scale: float,         # scale factor (<1 shrinks)
+                antialias: bool = True,
+                ) -> tuple[np.ndarray, np.ndarray]:  # int64 (n_out, taps) 0-based input indices, float64 weights
+    "Input index and weight of every tap of every output pixel of MATLAB's bicubic imresize along one dimension."
     n_out = _out_size(n_in, scale)
     shrink_aa = antialias and scale < 1
     width = 4.0 / scale if shrink_aa else 4.0
     x = np.arange(1, n_out + 1, dtype=np.float64)
     u = x / scale + 0.5 * (1 - 1 / scale)
     left = np.floor(u - width / 2)
-    taps = int(math.ceil(width)) + 2
-    idx = left[:, None] + np.arange(taps)[None, :]                         # 1-based input indices
+    idx = left[:, None] + np.arange(int(math.ceil(width)) + 2)[None, :]   # 1-based input indices
     w = scale * cubic(scale * (u[:, None] - idx)) if shrink_aa else cubic(u[:, None] - idx)
     w = w / w.sum(axis=1, keepdims=True)
     mirror = np.concatenate([np.arange(n_in), np.arange(n_in)[::-1]])     # MATLAB's symmetric padding
     col = mirror[np.mod(idx.astype(np.int64) - 1, 2 * n_in)]
-    m = np.zeros((n_out, n_in))
-    np.add.at(m, (np.repeat(np.arange(n_out), taps), col.ravel()), w.ravel())
-    m.setflags(write=False)
+    used = (w != 0).any(axis=0)                                            # a tap that is 0 for every pixel
+    col, w = np.ascontiguousarray(col[:, used]), np.ascontiguousarray(w[:, used])
+    col.setflags(write=False); w.setflags(write=False)
+    return col, w
+
+def resize_matrix(n_in: int, scale: float, antialias: bool = True) -> np.ndarray:  # float64 (n_out, n_in)
+    "The (out x in) matrix of MATLAB's bicubic imresize along one dimension (taps falling on one pixel add up)."
+    col, w = resize_taps(n_in, scale, antialias)
+    m = np.zeros((col.shape[0], n_in))
+    np.add.at(m, (np.repeat(np.arange(col.shape[0]), col.shape[1]), col.ravel()), w.ravel())
     return m
+
+# %% ../nbs/00_data.ipynb #3bb36c33
+STRIPE_PIXELS: int | None = 2 ** 21   # pixels per stripe of the large-image paths (imresize, NIQE, SSIM); None: one stripe
+
+def _stripe_rows(per_row: float, n: int) -> int:
+    "How many rows of `per_row` pixels make one stripe (at least 1, at most n)."
+    return n if STRIPE_PIXELS is None else int(min(n, max(1, STRIPE_PIXELS // max(per_row, 1))))
+
+def _apply_taps(x, col, w):
+    "Resize dim 0 of array x (or dim -2 of tensor x) by the taps (col, w): sum_t w[:, t] * x[col[:, t]], in tap order."
+    if isinstance(x, torch.Tensor):
+        col, w = torch.tensor(col, device=x.device), torch.tensor(w, dtype=x.dtype, device=x.device)[:, :, None]
+        acc = torch.mul(x.index_select(-2, col[:, 0]), w[:, 0])
+        for t in range(1, col.shape[1]): acc += torch.mul(x.index_select(-2, col[:, t]), w[:, t])
+        return acc
+    w = w.reshape(w.shape + (1,) * (x.ndim - 1))
+    acc = x[col[:, 0]] * w[:, 0]
+    for t in range(1, col.shape[1]): acc += x[col[:, t]] * w[:, t]
+    return acc
+
+def _resize_band(band, c, w, cw, ww):
+    "One stripe: the rows of `band` by the taps (c, w), then its columns by (cw, ww), transposed so both passes gather rows."
+    is_t = isinstance(band, torch.Tensor)
+    r = _apply_taps(band, c, w)
+    r = _apply_taps(r.transpose(-1, -2).contiguous() if is_t else np.ascontiguousarray(r.swapaxes(0, 1)), cw, ww)
+    return r.transpose(-1, -2) if is_t else r.swapaxes(0, 1)
+
+# %% ../nbs/00_data.ipynb #8ff2bbd3
+def _resize_stripes(x, scale: float, antialias: bool, prepare, finish, out):
+    "Resize array (H, W, ...) or tensor (..., H, W) `x` into `out`, stripe by stripe of output rows."
+    is_t = isinstance(x, torch.Tensor)
+    (h, w_in), planes = (x.shape[-2:], math.prod(x.shape[:-2])) if is_t else (x.shape[:2], math.prod(x.shape[2:]))
+    ch, wh = resize_taps(h, scale, antialias)
+    cw, ww = resize_taps(w_in, scale, antialias)
+    rows = _stripe_rows(planes * max(w_in / min(scale, 1), cw.shape[0]), ch.shape[0])
+    for o0 in range(0, ch.shape[0], rows):
+        c = ch[o0:o0 + rows]; i0, i1 = int(c.min()), int(c.max()) + 1          # the band of input rows this stripe reads
+        r = _resize_band(prepare(x[..., i0:i1, :] if is_t else x[i0:i1]), c - i0, wh[o0:o0 + rows], cw, ww)
+        if is_t: out[..., o0:o0 + rows, :] = finish(r)
+        else: out[o0:o0 + rows] = finish(r)
+    return out
 
 def imresize(img,                    # float HxW[xC] array, or float (B,C,H,W) / (C,H,W) tensor
              scale: float,           # e.g. 1/4 to shrink, 4 to enlarge
              antialias: bool = True, # MATLAB's default antialiasing when shrinking
              ):
-    "MATLAB-compatible bicubic `imresize(img, scale)` for numpy arrays and torch tensors (no rounding)."
+    "MATLAB-compatible bicubic `imresize(img, scale)` for numpy arrays and torch tensors (no rounding), in bounded memory."
     if scale <= 0: raise ValueError(f'scale must be > 0, got {scale}')
     if isinstance(img, torch.Tensor):
         if not img.is_floating_point(): raise TypeError('imresize takes a float tensor; convert uint8 with img2tensor')
-        h, w = img.shape[-2:]
-        mh = torch.tensor(resize_matrix(h, scale, antialias), dtype=torch.float64, device=img.device)
-        mw = torch.tensor(resize_matrix(w, scale, antialias), dtype=torch.float64, device=img.device)
-        acc = img.double() if img.device.type != 'mps' else img.float()
-        out = torch.einsum('oh,...hw,pw->...op', mh.to(acc.dtype), acc, mw.to(acc.dtype))
-        return out.to(img.dtype)
+        acc = torch.float64 if img.device.type != 'mps' else torch.float32   # MPS has no float64
+        h, w = (_out_size(n, scale) for n in img.shape[-2:])
+        out = img.new_empty(img.shape[:-2] + (h, w))
+        return _resize_stripes(img, scale, antialias, lambda b: b.to(acc), lambda r: r.to(img.dtype), out)
     a = np.asarray(img)
     if a.dtype == np.uint8: raise TypeError('imresize takes float arrays; use bicubic_degrade for uint8 images')
     if a.ndim not in (2, 3): raise ValueError(f'expected HxW or HxWxC, got shape {a.shape}')
-    mh, mw = resize_matrix(a.shape[0], scale, antialias), resize_matrix(a.shape[1], scale, antialias)
-    out = np.tensordot(mh, a.astype(np.float64), axes=(1, 0))          # rows:    (o, w[, c]); BLAS, not einsum's loops
-    out = np.moveaxis(np.tensordot(mw, out, axes=(1, 1)), 0, 1)          # columns: (o, p[, c])
-    return out.astype(a.dtype if np.issubdtype(a.dtype, np.floating) else np.float64)
+    dt = a.dtype if np.issubdtype(a.dtype, np.floating) else np.float64
+    out = np.empty((_out_size(a.shape[0], scale), _out_size(a.shape[1], scale)) + a.shape[2:], dt)
+    return _resize_stripes(a, scale, antialias, lambda b: b.astype(np.float64), lambda r: r, out)
 
 # %% ../nbs/00_data.ipynb #3e07a9b7
 _YCBCR = np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]]) / 255.0
@@ -200,22 +312,28 @@ def crop_border(img, n: int):  # HxW[xC] array or (...,H,W) tensor
     return img[n:-n, n:-n]
 
 # %% ../nbs/00_data.ipynb #12b7676a
+def _to_float(band: np.ndarray) -> np.ndarray: return band.astype(np.float64) / 255.0
+def _to_byte(r: np.ndarray) -> np.ndarray: return np.clip(np.round(r * 255.0), 0, 255).astype(np.uint8)
+
 def bicubic_degrade(hr,            # uint8 HxWx3 array or float (B,3,H,W) tensor
                     scale: int = 4,
                     ):
-    "LR = MATLAB bicubic imresize(modcrop(hr, scale), 1/scale), rounded to uint8 for arrays."
+    "LR = MATLAB bicubic imresize(modcrop(hr, scale), 1/scale), rounded to uint8 for arrays (in stripes: bounded memory)."
     hr = modcrop(hr, scale)
     if isinstance(hr, torch.Tensor): return imresize(hr, 1 / scale).clamp_(0, 1)
     a = np.asarray(hr)
     if a.dtype != np.uint8: raise TypeError(f'bicubic_degrade takes uint8 arrays or float tensors, got {a.dtype}')
-    lr = imresize(a.astype(np.float64) / 255.0, 1 / scale)
-    return np.clip(np.round(lr * 255.0), 0, 255).astype(np.uint8)
+    out = np.empty((a.shape[0] // scale, a.shape[1] // scale) + a.shape[2:], np.uint8)
+    return _resize_stripes(a, 1 / scale, True, _to_float, _to_byte, out)
 
 # %% ../nbs/00_data.ipynb #e88b8c07
 def bicubic_upsample(lr: np.ndarray,  # uint8 HxWx3
                      scale: int = 4) -> np.ndarray:
-    "The bicubic baseline: MATLAB imresize(lr, scale), rounded to uint8."
-    return np.clip(np.round(imresize(np.asarray(lr) / 255.0, scale) * 255), 0, 255).astype(np.uint8)
+    "The bicubic baseline: MATLAB imresize(lr, scale), rounded to uint8 (in stripes: bounded memory)."
+    a = np.asarray(lr)
+    if a.dtype != np.uint8: raise TypeError(f'bicubic_upsample takes a uint8 array, got {a.dtype}')
+    out = np.empty((a.shape[0] * scale, a.shape[1] * scale) + a.shape[2:], np.uint8)
+    return _resize_stripes(a, scale, True, _to_float, _to_byte, out)
 
 # %% ../nbs/00_data.ipynb #5f146c7b
 def _grace_hopper() -> np.ndarray:
@@ -323,8 +441,9 @@ class TestImageDataset(torch.utils.data.Dataset):
         imgs = load_images(images)
         names = sorted(imgs)[:max_images] if max_images else sorted(imgs)
         lrs = load_images(lr_images) if lr_images is not None else {}
-        self.scale, self.names = scale, names
+        self.scale, self.names, self.source = scale, names, images if isinstance(images, (str, os.PathLike)) else 'the images given'
         self.hr = [modcrop(imgs[n], scale) for n in names]
+        self.require_size(scale, f'an x{scale} test image (one LR pixel)')
         self.lr = []
         for n, hr in zip(names, self.hr):
             lr = lrs.get(n)
@@ -334,6 +453,13 @@ class TestImageDataset(torch.utils.data.Dataset):
                 raise ValueError(f'LR {n!r} is {lr.shape[1]}x{lr.shape[0]}, expected HR/{scale} of {hr.shape[1]}x{hr.shape[0]}')
             self.lr.append(lr)
 
+    def require_size(self, side: int, why: str) -> 'TestImageDataset':  # smallest HR side (after mod-crop); what needs it
+        "Raise a ValueError naming every image whose mod-cropped HR is smaller than side x side; returns self."
+        small = [f'{n!r} ({hr.shape[1]}x{hr.shape[0]})' for n, hr in zip(self.names, self.hr) if min(hr.shape[:2]) < side]
+        if small: raise ValueError(f'test image(s) {", ".join(small)} of {self.source} are smaller than the {side}x{side} '
+                                   f'pixels that {why} needs (after cropping to a multiple of {self.scale}): remove them or use other images')
+        return self
+
     def __len__(self): return len(self.names)
     def __getitem__(self, i: int) -> dict:
         return {'name': self.names[i], 'hr': self.hr[i], 'lr': self.lr[i]}
@@ -341,6 +467,12 @@ class TestImageDataset(torch.utils.data.Dataset):
 # %% ../nbs/00_data.ipynb #6c311a28
 class DownloadError(RuntimeError):
     "A download failed (offline or wrong checksum); the message says how to provide the file by hand."
+
+def _present(f: Path, known_hash: str | None) -> str:
+    "A note on a copy already at `f` that could not be used (a partial download, usually)."
+    if not f.is_file(): return ''
+    return (f' {f} is already there ({f.stat().st_size} bytes) but does not match {known_hash}: probably a partial '
+            'download; delete it (or replace it with a complete copy).')
 
 def download(url: str,                     # where the file lives
              known_hash: str | None,       # 'sha256:<hex>' (or 'md5:<hex>' where only that is published)
@@ -359,7 +491,8 @@ def download(url: str,                     # where the file lives
                             f'Delete any partial copy in {dest} and retry, or download it yourself and check it.') from e
     except (requests.exceptions.RequestException, OSError) as e:
         raise DownloadError(f'could not download {url} ({type(e).__name__}: {e}). Offline? Download it yourself '
-                            f'and put it at {dest / fname} (checksum {known_hash or "not published"}).') from e
+                            f'and put it at {dest / fname} (checksum {known_hash or "not published"}).'
+                            + _present(dest / fname, known_hash)) from e
 
 # %% ../nbs/00_data.ipynb #ce912328
 @dataclass(frozen=True)

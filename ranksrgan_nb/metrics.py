@@ -17,13 +17,24 @@ import torch
 import torch.nn.functional as F
 from scipy.special import gamma as _gamma
 
-from .data import _to_rgb, imresize, rgb_to_y
+from .data import ROUNDING_SLACK, _resize_band, _stripe_rows, _to_rgb, imresize, resize_taps, rgb_to_y
 
 # %% auto #0
 __all__ = ['GRAY_WEIGHTS', 'NIQE_BLOCK', 'MSCN_ZERO', 'AGGD_GRID', 'SHIFTS', 'NIQE_FEATURE_NAMES', 'METRICS', 'luma', 'psnr',
-           'gaussian_kernel1d', 'Scratch', 'sep_filter', 'ssim', 'niqe_luma', 'mscn', 'grid_argmin', 'aggd_fit',
-           'block_features', 'niqe_features', 'niqe_pristine_params', 'mvg_distance', 'niqe', 'sharpness', 'Metric',
-           'register_metric', 'get_metric', 'orient']
+           'gaussian_kernel1d', 'Scratch', 'sep_filter', 'ssim', 'niqe_min_size', 'niqe_luma', 'mscn', 'grid_argmin',
+           'aggd_fit', 'block_features', 'niqe_features', 'niqe_features_striped', 'niqe_pristine_params',
+           'mvg_distance', 'niqe', 'sharpness', 'Metric', 'register_metric', 'get_metric', 'orient']
+
+# %% ../nbs/01_metrics.ipynb #4436e7f9
+def _check_unit_range(t: torch.Tensor, name: str = 'img') -> None:
+    "Raise a ValueError unless float tensor `t` is finite and within [0, 1] (up to ROUNDING_SLACK)."
+    if t.numel() == 0: return
+    lo, hi = (float(v) for v in torch.aminmax(t.detach()))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f'{name}: has NaN or infinite values; metrics take a finite float tensor in [0, 1]')
+    if lo < -ROUNDING_SLACK or hi > 1 + ROUNDING_SLACK:
+        hint = 'divide a 0..255 tensor by 255' if hi > 2 else 'clamp it with .clamp(0, 1) if the excess is overshoot'
+        raise ValueError(f'{name}: a float tensor must be in [0, 1], got values {lo:g}..{hi:g}; {hint}')
 
 # %% ../nbs/01_metrics.ipynb #ceb45b28
 GRAY_WEIGHTS = (0.298936021293775, 0.587043074451121, 0.114020904255103)  # MATLAB rgb2gray
@@ -32,31 +43,33 @@ def _quantise(img,                # uint8 HxWx3 array, or float (B,3,H,W) tensor
               name: str = 'img',  # argument name for error messages
               crop: int = 0,      # pixels removed from every border first
               block: int = 1,     # then cut bottom/right to a multiple of this
+              rows: tuple[int, int] | None = None,  # only these rows (of the cropped image), for work in stripes
               ) -> tuple[torch.Tensor, bool]:
     "The (cropped) pixels as a (B,3,H,W) tensor of integers 0..255 (uint8 for arrays, float32 for tensors), and whether it was an array."
     if crop < 0: raise ValueError(f'crop_border must be >= 0, got {crop}')
+    H, W = (h // block * block for h in _size(img, crop))
+    r0, r1 = (0, H) if rows is None else (rows[0], min(rows[1], H))
     if isinstance(img, torch.Tensor):
         if img.ndim != 4 or img.shape[1] != 3:
             hint = ' (add a batch dimension: img[None])' if img.ndim == 3 else ''
             raise ValueError(f'{name}: expected a float (B,3,H,W) tensor in [0, 1], got shape {tuple(img.shape)}{hint}')
         if not img.is_floating_point(): raise TypeError(f'{name}: expected a float tensor in [0, 1], got {img.dtype}')
-        H, W = max(img.shape[-2] - 2 * crop, 0), max(img.shape[-1] - 2 * crop, 0)
-        t = img.detach()[..., crop:crop + H // block * block, crop:crop + W // block * block]
+        t = img.detach()[..., crop + r0:crop + r1, crop:crop + W]
+        _check_unit_range(t, name)
         if t.device.type == 'mps': t = t.cpu()  # MPS has no float64: compute on the CPU
-        return t.float().clamp(0, 1).mul_(255.0).round_(), False  # exactly data.tensor2img (NaN stays NaN)
+        return t.float().clamp(0, 1).mul_(255.0).round_(), False  # exactly data.tensor2img
     a = np.asarray(img)
     if a.dtype != np.uint8:
         raise TypeError(f'{name}: expected a uint8 HxWx3 array (or a float (B,3,H,W) tensor), got a {a.dtype} array; '
                         'convert a float image in [0, 1] with np.round(x * 255).astype(np.uint8)')
-    a = _to_rgb(a)  # gray repeated to 3 channels, alpha dropped, as data.read_image
-    H, W = max(a.shape[0] - 2 * crop, 0), max(a.shape[1] - 2 * crop, 0)
-    a = a[crop:crop + H // block * block, crop:crop + W // block * block]
+    a = _to_rgb(a[crop + r0:crop + r1, crop:crop + W])  # gray repeated to 3 channels, alpha dropped, as data.read_image
     return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None], True
 
 def _size(img, crop: int = 0) -> tuple[int, int]:
     "(H, W) of an array or a tensor after removing `crop` pixels from every border."
-    h, w = (img.shape[-2:] if isinstance(img, torch.Tensor) else np.asarray(img).shape[:2])
-    return max(h - 2 * crop, 0), max(w - 2 * crop, 0)
+    s = img.shape[-2:] if isinstance(img, torch.Tensor) else np.shape(img)[:2]
+    if len(s) < 2: raise ValueError(f'expected an image (HxWx3 array or (B,3,H,W) tensor), got shape {tuple(np.shape(img))}')
+    return max(s[0] - 2 * crop, 0), max(s[1] - 2 * crop, 0)
 
 def luma(q: torch.Tensor,      # (B,3,H,W) of integers 0..255 (from _quantise)
          color: str = 'y',     # 'y', 'gray' or 'rgb'
@@ -86,16 +99,25 @@ def _result(out: torch.Tensor, was_array: bool, like=None):
     return out
 
 # %% ../nbs/01_metrics.ipynb #594442d9
-def _pair(a, b, crop_border: int, color: str):
-    "Quantise, convert and crop two images the same way; checks that they match."
+def _pair(a, b, crop_border: int, color: str, rows: tuple[int, int] | None = None):
+    "Quantise, convert and crop two images (or the same rows of both) the same way; checks that they match."
     if color not in ('y', 'rgb'): raise ValueError(f"color must be 'y' or 'rgb', got {color!r}")
-    qa, arr_a = _quantise(a, 'a', crop_border)
-    qb, arr_b = _quantise(b, 'b', crop_border)
+    qa, arr_a = _quantise(a, 'a', crop_border, rows=rows)
+    qb, arr_b = _quantise(b, 'b', crop_border, rows=rows)
     if arr_a != arr_b: raise TypeError('a and b must both be uint8 arrays or both be float tensors')
-    if qa.shape != qb.shape: raise ValueError(f'a and b differ in shape: {_size(a)} vs {_size(b)} (HxW), batch/channels {tuple(qa.shape[:2])} vs {tuple(qb.shape[:2])}')
+    if qa.shape != qb.shape or _size(a) != _size(b):
+        raise ValueError(f'a and b differ in shape: {_size(a)} vs {_size(b)} (HxW), batch/channels {tuple(qa.shape[:2])} vs {tuple(qb.shape[:2])}')
     if qa.shape[-1] < 1 or qa.shape[-2] < 1:
         raise ValueError(f'crop_border={crop_border} leaves nothing of a {_size(a)} (HxW) image')
     return luma(qa, color, False, 'a'), luma(qb, color, False, 'b').to(qa.device), arr_a
+
+def _row_sums(a, b, crop_border: int, color: str, fn, halo: int = 0) -> tuple[torch.Tensor, bool]:
+    "Row sums (B, C, rows) of fn(x, y) over the cropped pair, made in stripes of rows; fn maps h rows to h - halo rows."
+    (H, W), n = _size(a, crop_border), 3 if color == 'rgb' else 1
+    rows = max(H - halo, 1)
+    step = _stripe_rows((a.shape[0] if isinstance(a, torch.Tensor) else 1) * n * W, rows)
+    parts = [fn(*_pair(a, b, crop_border, color, (o, min(o + step, rows) + halo))[:2]).sum(-1) for o in range(0, rows, step)]
+    return torch.cat(parts, -1), not isinstance(a, torch.Tensor)
 
 def psnr(a,                   # uint8 HxWx3 array, or float (B,3,H,W) tensor in [0,1]
          b,                   # the reference, same kind and shape
@@ -103,8 +125,8 @@ def psnr(a,                   # uint8 HxWx3 array, or float (B,3,H,W) tensor in 
          color: str = 'y',    # 'y' (the paper's tables) or 'rgb'
          ):
     "PSNR in dB as SR papers compute it: uint8 pixels, Y (unrounded) or RGB, borders cropped."
-    x, y, was_array = _pair(a, b, crop_border, color)
-    mse = (x - y).pow(2).mean((1, 2, 3))
+    s, was_array = _row_sums(a, b, crop_border, color, lambda x, y: (x - y).pow(2))
+    mse = s.sum((1, 2)) / (s.shape[1] * s.shape[2] * _size(a, crop_border)[1])      # MSE = sum (x - y)^2 / (H W C)
     return _result(10 * torch.log10(255.0 ** 2 / mse), was_array, a)
 
 # %% ../nbs/01_metrics.ipynb #42484359
@@ -144,40 +166,52 @@ def sep_filter(x: torch.Tensor,       # (N,H,W)
 
 _K11 = gaussian_kernel1d(11, 1.5)
 
+def _ssim_map(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # float64 (B,C,h,W) each -> (B,C,h-10,W-10)
+    "The SSIM map over the valid region of an 11x11 Gaussian window."
+    B, C, h, W = x.shape
+    x, y, n = x.reshape(B * C, h, W), y.reshape(B * C, h, W), B * C
+    s = sep_filter(torch.cat([x, y, x * x, y * y, x * y]), _K11, replicate=False)
+    mx, my = s[:n], s[n:2 * n]
+    vx, vy, cxy = s[2 * n:3 * n] - mx * mx, s[3 * n:4 * n] - my * my, s[4 * n:] - mx * my
+    C1, C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    m = (2 * mx * my + C1) * (2 * cxy + C2) / ((mx * mx + my * my + C1) * (vx + vy + C2))
+    return m.view(B, C, h - 10, W - 10)
+
 def ssim(a,                    # uint8 HxWx3 array, or float (B,3,H,W) tensor in [0,1]
          b,                    # the reference, same kind and shape
          crop_border: int = 0,  # pixels shaved from each border (the paper: 4)
          color: str = 'y',     # 'y' (the paper's tables) or 'rgb' (mean of the channels' SSIM)
          ):
-    "SSIM as SR papers compute it (MATLAB-style: 11x11 Gaussian, sigma 1.5, valid region)."
-    x, y, was_array = _pair(a, b, crop_border, color)
-    B, C, H, W = x.shape
+    "SSIM as SR papers compute it (MATLAB-style: 11x11 Gaussian, sigma 1.5, valid region), in stripes of rows."
+    H, W = _size(a, crop_border)
     if H < 11 or W < 11: raise ValueError(f'SSIM needs at least 11x11 pixels after cropping, got {H}x{W} (HxW)')
-    x, y = x.reshape(B * C, H, W), y.reshape(B * C, H, W)
-    n = B * C
-    s = sep_filter(torch.cat([x, y, x * x, y * y, x * y]), _K11, replicate=False)
-    mx, my = s[:n], s[n:2 * n]
-    vx, vy, cxy = s[2 * n:3 * n] - mx * mx, s[3 * n:4 * n] - my * my, s[4 * n:] - mx * my
-    C1, C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    m = (2 * mx * my + C1) * (2 * cxy + C2) / ((mx * mx + my * my + C1) * (vx + vy + C2))  # the SSIM map
-    return _result(m.mean((-2, -1)).view(B, C).mean(1), was_array, a)
+    s, was_array = _row_sums(a, b, crop_border, color, _ssim_map, halo=10)    # each stripe reads 10 extra rows
+    return _result((s.sum(-1) / ((H - 10) * (W - 10))).mean(1), was_array, a)
 
 # %% ../nbs/01_metrics.ipynb #b86bdf68
 NIQE_BLOCK = 96  # block size of the MATLAB release (blocksizerow = blocksizecol = 96, no overlap)
+
+def niqe_min_size(crop_border: int = 0) -> int:
+    "The smallest image side NIQE accepts: 2 blocks after shaving `crop_border` from both borders."
+    return 2 * NIQE_BLOCK + 2 * crop_border
+
+def _niqe_size(img, crop_border: int, color: str) -> tuple[int, int]:
+    "The (H, W) NIQE works on: shaved, cut to whole blocks; errors for bad arguments and too small images."
+    if color not in ('y', 'gray'): raise ValueError(f"NIQE color must be 'y' or 'gray', got {color!r}")
+    if crop_border < 0: raise ValueError(f'crop_border must be >= 0, got {crop_border}')
+    (H, W), b = _size(img, crop_border), NIQE_BLOCK
+    if H < 2 * b or W < 2 * b:
+        raise ValueError(f'NIQE needs at least {2 * b}x{2 * b} pixels (2x2 blocks of {b}) after crop_border={crop_border}; '
+                         f'got {H}x{W} (HxW)')
+    return H // b * b, W // b * b
 
 def niqe_luma(img,                  # uint8 HxWx3 array, or float (B,3,H,W) tensor in [0,1]
               crop_border: int = 0, # pixels shaved from each border before NIQE (PIRM labels: 4)
               color: str = 'y',     # 'y' (BT.601 Y, rounded) or 'gray' (MATLAB rgb2gray, rounded)
               ) -> tuple[torch.Tensor, bool]:
     "Step 1: the rounded Y/gray image in 0..255, shaved and cut to whole 96x96 blocks: float64 (B,1,H,W)."
-    if color not in ('y', 'gray'): raise ValueError(f"NIQE color must be 'y' or 'gray', got {color!r}")
-    if crop_border < 0: raise ValueError(f'crop_border must be >= 0, got {crop_border}')
-    H, W = _size(img, crop_border)
-    b = NIQE_BLOCK
-    if H < 2 * b or W < 2 * b:
-        raise ValueError(f'NIQE needs at least {2 * b}x{2 * b} pixels (2x2 blocks of {b}) after crop_border={crop_border}; '
-                         f'got {H}x{W} (HxW)')
-    q, was_array = _quantise(img, 'img', crop_border, b)
+    _niqe_size(img, crop_border, color)
+    q, was_array = _quantise(img, 'img', crop_border, NIQE_BLOCK)
     return luma(q, color), was_array
 
 # %% ../nbs/01_metrics.ipynb #b7bcb699
@@ -186,18 +220,22 @@ _K7 = gaussian_kernel1d(7, 7 / 6)
 
 def mscn(y: torch.Tensor,  # float64 (B,1,H,W), 0..255
          ws: Scratch | None = None,  # scratch buffers to reuse (the results then live in ws until its next use)
+         halo: bool = False,  # y holds 3 extra rows above and below (a stripe and its neighbours'); not returned
          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     "Step 2: MSCN coefficients (I - mu)/(sigma + 1), with the local mean mu and deviation sigma; each (B,1,H,W)."
     ws = Scratch() if ws is None else ws
     x = y[:, 0]
-    n, H, W = x.shape
     r = len(_K7) // 2
+    p = 0 if halo else r                                               # rows still to replicate at top and bottom
+    n, h, W = x.shape
+    H = h + 2 * p - 2 * r                                              # output rows
     buf = ws.get('mscn_pad', (2 * n, H + 2 * r, W + 2 * r), x)        # [I, I^2] with replicated borders
-    c = buf[:, r:H + r, r:W + r]
+    c = buf[:, p:p + h, r:W + r]
     c[:n] = x; torch.mul(x, x, out=c[n:])
-    buf[:, r:H + r, :r] = buf[:, r:H + r, r:r + 1]; buf[:, r:H + r, W + r:] = buf[:, r:H + r, W + r - 1:W + r]
-    buf[:, :r] = buf[:, r:r + 1]; buf[:, H + r:] = buf[:, H + r - 1:H + r]
+    buf[:, p:p + h, :r] = buf[:, p:p + h, r:r + 1]; buf[:, p:p + h, W + r:] = buf[:, p:p + h, W + r - 1:W + r]
+    if p: buf[:, :r] = buf[:, r:r + 1]; buf[:, H + r:] = buf[:, H + r - 1:H + r]
     both = sep_filter(buf, _K7, replicate=False, ws=ws)
+    x = x[:, r - p:r - p + H]
     mu, t = both[:n], ws.get('mscn_t', x.shape, x)
     sigma = both[n:].addcmul_(mu, mu, value=-1).abs_().sqrt_()         # sqrt(|w * I^2 - mu^2|)
     d = F.hardshrink(torch.sub(x, mu, out=t), MSCN_ZERO)               # flat/linear regions: exactly 0
@@ -303,6 +341,29 @@ def niqe_features(y: torch.Tensor,  # (B,1,H,W) from niqe_luma (0..255, whole bl
         if scale == 1: y = imresize(y, 0.5)  # MATLAB imresize(im, 0.5): antialiased bicubic, no rounding
     return torch.cat(feats, -1)
 
+# %% ../nbs/01_metrics.ipynb #0f3ea430
+def niqe_features_striped(img,                  # uint8 HxWx3 array, or float (B,3,H,W) tensor in [0,1]
+                          crop_border: int = 0, color: str = 'y',
+                          i: int = 0,           # which image of a batch
+                          ws: Scratch | None = None,
+                          ) -> torch.Tensor:    # (1, blocks, 36)
+    "`niqe_features(niqe_luma(img)[0])` of image i, computed in stripes of block rows: the same bits in bounded memory."
+    (Hb, Wb), b, r = _niqe_size(img, crop_border, color), NIQE_BLOCK, len(_K7) // 2
+    ws = Scratch() if ws is None else ws
+    (c2, w2), taps_w = resize_taps(Hb, 0.5), resize_taps(Wb, 0.5)
+    step, out = _stripe_rows(b * Wb, Hb // b), []
+    for k in range(0, Hb // b, step):
+        r0, r1 = k * b, min(k + step, Hb // b) * b
+        rows1 = np.clip(np.arange(r0 - r, r1 + r), 0, Hb - 1)               # the stripe and its halo, scale 1
+        rows2 = np.clip(np.arange(r0 // 2 - r, r1 // 2 + r), 0, Hb // 2 - 1)  # ... at scale 2
+        lo, hi = min(rows1[0], c2[rows2].min()), max(rows1[-1], c2[rows2].max()) + 1
+        y = luma(_quantise(img[i:i + 1] if isinstance(img, torch.Tensor) else img, 'img', crop_border, b, (lo, hi))[0], color)
+        f1 = block_features(mscn(y[:, :, rows1 - lo], ws.setdefault(1, Scratch()), halo=True)[0], b, ws[1])
+        y2 = _resize_band(y, c2[rows2] - lo, w2[rows2], *taps_w)            # these rows of imresize(I, 0.5)
+        f2 = block_features(mscn(y2, ws.setdefault(2, Scratch()), halo=True)[0], b // 2, ws[2])
+        out.append(torch.cat([f1, f2], -1))
+    return torch.cat(out, 1)
+
 # %% ../nbs/01_metrics.ipynb #3acdb549
 @functools.lru_cache(maxsize=1)
 def niqe_pristine_params() -> tuple[np.ndarray, np.ndarray]:
@@ -342,15 +403,16 @@ def niqe(img,                  # uint8 HxWx3 array, or float (B,3,H,W) tensor in
          ):
     "NIQE of the MATLAB release (Mittal et al. 2012): a float for an array, a (B,) tensor for a batch. Lower is better."
     is_t = isinstance(img, torch.Tensor)
-    H, W = _size(img, crop_border)
+    (H, W), b = _niqe_size(img, crop_border, color), NIQE_BLOCK
     B = img.shape[0] if is_t else 1
     dev = img.device.type if is_t else 'cpu'
     per = max(1, _CHUNK_PIXELS.get(dev, 2 ** 22) * (torch.get_num_threads() if dev == 'cpu' else 1) // max(H * W, 1))
-    ws, f = Scratch(), []  # big temporaries are reused from chunk to chunk
+    ws, f, was_array = Scratch(), [], not is_t  # big temporaries are reused from chunk to chunk
     with torch.no_grad():
-        for i in range(0, B, per):
-            y, was_array = niqe_luma(img[i:i + per] if is_t else img, crop_border, color)
-            f.append(niqe_features(y, ws))
+        if _stripe_rows(b * W, H // b) < H // b:                           # a large image: in stripes, one at a time
+            f = [niqe_features_striped(img, crop_border, color, i, ws) for i in range(B)]
+        else:
+            for i in range(0, B, per): f.append(niqe_features(niqe_luma(img[i:i + per] if is_t else img, crop_border, color)[0], ws))
         D = mvg_distance(torch.cat(f), *niqe_pristine_params())
     bad = torch.isnan(D)
     if bad.any():

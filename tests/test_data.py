@@ -68,7 +68,7 @@ def test_read_errors_name_the_file(tmp_path, photo):
     with pytest.raises(D.ImageReadError, match='empty.png'):
         D.read_image(tmp_path / 'empty.png')
     (tmp_path / 'dir.png').mkdir()
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(IsADirectoryError, match='dir.png is a folder'):
         D.read_image(tmp_path / 'dir.png')
 
 

@@ -62,10 +62,13 @@ def test_gray_is_matlab_rgb2gray_rounded():
 
 
 def test_tensor_quantisation_is_tensor2img():
-    t = torch.rand(3, 3, 9, 11) * 1.4 - 0.2
+    t = torch.rand(3, 3, 9, 11) * (1 + 0.98 / 255) - 0.49 / 255        # within half a grey level of [0, 1]: accepted
     t[0, 0, 0, :4] = torch.tensor([0.5 / 255, 1.5 / 255, 254.5 / 255, 1.0])
     q = M._quantise(t)[0]
     for i in range(3): np.testing.assert_array_equal(q[i].permute(1, 2, 0).numpy(), tensor2img(t[i:i + 1]))
+    t2 = torch.full((1, 3, 4, 4), 0.5); t2[0, 0, 0, 0], t2[0, 1, 0, 0] = -0.2, 1.2
+    with pytest.raises(ValueError, match=r'in \[0, 1\], got values -0.2..1.2'):   # further out: an error, not a clamp
+        M._quantise(t2)
 
 
 def test_input_errors():
