@@ -5,7 +5,10 @@
 # %% ../nbs/00_config.ipynb #75d6cc5f
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import difflib
+import math
 import os
 import typing
 from dataclasses import dataclass, fields
@@ -87,16 +90,39 @@ CHOICES = {
     'vgg_layer': ('conv1_2', 'conv2_2', 'conv3_4', 'conv4_4', 'conv5_4'),
     'scale': (2, 3, 4),
 }
+_TYPES = {f.name: f.type for f in fields(Profile)}                  # 'int', 'float', ... (annotations as strings)
+_KIND = {'float': 'a finite number', 'int': 'an integer', 'bool': 'True or False', 'str': 'a string', 'tuple': 'a tuple'}
+_ITEMS = {'sr_lr_steps': 'float', 'gan_lr_steps': 'float', 'ranker_lr_steps': 'float', 'rank_levels': 'str'}
+
+def _is(v, want: str) -> bool:
+    "Whether `v` is of the annotated type `want` (an int is no bool; a float is finite and may be an int)."
+    if want == 'float': return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    if want == 'int': return isinstance(v, int) and not isinstance(v, bool)
+    return isinstance(v, {'bool': bool, 'str': str, 'tuple': tuple}[want])
+
+def _check_types(p: Profile) -> None:
+    "Raise a TypeError naming the field whose value, or an item of whose tuple, has the wrong type."
+    for k, want in _TYPES.items():
+        v = getattr(p, k)
+        if not _is(v, want): raise TypeError(f'{k}={v!r} must be {_KIND[want]}')
+        if k in _ITEMS and not all(_is(x, _ITEMS[k]) for x in v):
+            raise TypeError(f'{k}={v!r} must hold {_ITEMS[k]} values, e.g. {getattr(Profile, k)!r}')
+
+# %% ../nbs/00_config.ipynb #d9276d2a
+_POSITIVE = ('sr_lr', 'gan_lr', 'ranker_lr', 'ranker_clamp', 'batch_size', 'rank_stride', 'rank_max_per_image', 'val_max_images')
+_NONNEGATIVE = ('seed', 'w_pix', 'w_fea', 'w_fea_random', 'w_gan', 'w_R', 'plus_w_gan', 'ranker_wd', 'ranker_margin')
 
 def _check_profile(p: Profile) -> Profile:
-    "Raise a `ValueError` naming the field if a value of `p` is out of range."
+    "Raise a `TypeError`/`ValueError` naming the field if a value of `p` has the wrong type or is out of range."
+    _check_types(p)
     for k, allowed in CHOICES.items():
-        if getattr(p, k) not in allowed:
-            raise ValueError(f'{k}={getattr(p, k)!r} is not one of {list(allowed)}')
-    positive = [f.name for f in fields(p) if f.name.endswith(('_iters', '_every', '_nf', '_nb', '_patch', '_batch'))
-                or f.name in ('batch_size', 'rank_stride', 'rank_max_per_image', 'val_max_images')]
-    for k in positive:
+        if getattr(p, k) not in allowed: raise ValueError(f'{k}={getattr(p, k)!r} is not one of {list(allowed)}')
+    for k in [f.name for f in fields(p) if f.name.endswith(('_iters', '_every', '_nf', '_nb', '_patch', '_batch'))] + list(_POSITIVE):
         if getattr(p, k) <= 0: raise ValueError(f'{k} must be > 0, got {getattr(p, k)!r}')
+    for k in _NONNEGATIVE:
+        if getattr(p, k) < 0: raise ValueError(f'{k} must be >= 0, got {getattr(p, k)!r}')
+    if not 0 < p.lr_gamma <= 1: raise ValueError(f'lr_gamma (the factor of each learning-rate step) must be in (0, 1], got {p.lr_gamma!r}')
+    if p.hr_patch < 32: raise ValueError(f'hr_patch must be >= 32 (the discriminator halves it five times), got {p.hr_patch}')
     if p.hr_patch % p.scale: raise ValueError(f'hr_patch={p.hr_patch} must be a multiple of scale={p.scale}')
     if not 0 <= p.rank_val_frac < 1: raise ValueError(f'rank_val_frac must be in [0, 1), got {p.rank_val_frac}')
     for k in ('sr_lr_steps', 'gan_lr_steps', 'ranker_lr_steps'):
@@ -104,7 +130,8 @@ def _check_profile(p: Profile) -> Profile:
         if not all(0 < s < 1 for s in steps) or list(steps) != sorted(steps):
             raise ValueError(f'{k} must be increasing fractions in (0, 1), got {steps!r}')
     if p.rank_patch < 200: raise ValueError(f'rank_patch must be >= 200 (NIQE labels need 2x2 blocks of 96 after a 4-pixel shave), got {p.rank_patch}')
-    if len(p.rank_levels) < 2: raise ValueError(f'rank_levels needs at least 2 SR methods, got {p.rank_levels!r}')
+    if len(set(p.rank_levels)) < 2 or len(set(p.rank_levels)) != len(p.rank_levels):
+        raise ValueError(f'rank_levels needs at least 2 different SR methods, got {p.rank_levels!r}')
     return p
 
 # %% ../nbs/00_config.ipynb #a5a7f1db
@@ -127,36 +154,75 @@ PROFILES = {
 }
 
 # %% ../nbs/00_config.ipynb #710e2286
-_TYPES = {f.name: f.type for f in fields(Profile)}
-
 def _coerce(name, value):
-    "Convert an override to the type of field `name`, or raise a `TypeError` that says what was expected."
+    "Convert an override to the type of field `name` (items of tuples too), or raise a `TypeError` that says what was expected."
     want = _TYPES[name]
     if want == 'tuple':
         if isinstance(value, str): value = [v.strip() for v in value.split(',') if v.strip()]
-        if isinstance(value, (list, tuple)): return tuple(value)
+        if isinstance(value, (list, tuple)):
+            try: return tuple(_coerce_item(name, v) for v in value)
+            except (TypeError, ValueError): raise TypeError(f'{name} expects {_ITEMS[name]} items, got {value!r}') from None
     elif want == 'bool':
         if isinstance(value, bool): return value
         if isinstance(value, str) and value.lower() in ('true', 'false', '1', '0'): return value.lower() in ('true', '1')
     elif want == 'int':
         if isinstance(value, int) and not isinstance(value, bool): return value
         if isinstance(value, float) and value.is_integer(): return int(value)
+        if isinstance(value, str) and value.strip().lstrip('+-').isdigit(): return int(value)
     elif want == 'float':
         if isinstance(value, (int, float)) and not isinstance(value, bool): return float(value)
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError): return float(value)
     elif want == 'str':
         if isinstance(value, (str, os.PathLike)): return str(value)
     raise TypeError(f'{name} expects {want}, got {value!r} ({type(value).__name__})')
 
+def _coerce_item(name, v):
+    "One item of a tuple field: a float for the learning-rate steps (strings parsed), a string for rank_levels."
+    if _ITEMS[name] == 'str': return str(v).strip()
+    if isinstance(v, bool): raise TypeError(v)
+    return float(v)
+
 def get_profile(profile: str | Profile = 'smoke',  # 'smoke', 'cpu', 'paper', or a Profile to start from
                 **overrides) -> Profile:           # field=value; None means "keep the profile's value"
-    "The `Profile` named `profile` with `overrides` applied and checked."
+    "The `Profile` named `profile` with `overrides` applied and checked (types, ranges, choices and names)."
     if isinstance(profile, Profile): base = profile
     elif profile in PROFILES: base = PROFILES[profile]
     else: raise ValueError(f'unknown profile {profile!r}; valid profiles: {list(PROFILES)}')
     unknown = [k for k in overrides if k not in _TYPES or k == 'name']
     if unknown: raise ValueError(f'unknown setting(s) {unknown}; valid settings: {[k for k in _TYPES if k != "name"]}')
     changes = {k: _coerce(k, v) for k, v in overrides.items() if v is not None}
-    return _check_profile(dataclasses.replace(base, **changes))
+    return _check_names(_check_profile(dataclasses.replace(base, **changes)))
+
+# %% ../nbs/00_config.ipynb #9a4c25d3
+_LEVELS = ('hr', 'bicubic', 'srresnet', 'srgan', 'srgan_plus')   # the levels ranker.level_method knows
+_LABELS = ('niqe', 'psnr', 'ssim', 'level')                      # metrics 01 registers, and 06's method order
+
+def _unknown(setting: str, value, known) -> ValueError:
+    near = difflib.get_close_matches(str(value), [str(k) for k in known], 1)
+    return ValueError(f'{setting}={value!r} is unknown' + (f' (did you mean {near[0]!r}?)' if near else '') + f'; known: {sorted(known)}')
+
+def _check_names(p: Profile) -> Profile:
+    "Check the settings that name things: device, label metric, rank levels, data sets or folders, VGG19 weights."
+    if p.device != 'auto':
+        import torch
+        try: torch.device(p.device)
+        except (RuntimeError, ValueError): raise ValueError(f"device={p.device!r} is not a torch device: use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'") from None
+    if p.label_metric not in _LABELS:
+        from ranksrgan_nb.metrics import METRICS
+        if p.label_metric not in METRICS: raise _unknown('label_metric', p.label_metric, [*METRICS, 'level'])
+    for lv in p.rank_levels:
+        if lv not in _LEVELS:
+            from ranksrgan_nb.ranker import LEVEL_STAGES
+            if lv not in LEVEL_STAGES: raise _unknown('a level of rank_levels', lv, {*_LEVELS, *LEVEL_STAGES})
+    if p.vgg_weights not in ('auto', 'imagenet', 'random') and not Path(p.vgg_weights).expanduser().is_file():
+        raise ValueError(f"vgg_weights={p.vgg_weights!r} is not 'auto', 'imagenet', 'random' or an existing file")
+    for k in ('train_data', 'test_data'):
+        for part in (s.strip() for s in getattr(p, k).split(',') if s.strip()):
+            if part in ('sample', 'PIRM') or Path(part).expanduser().is_dir(): continue
+            from ranksrgan_nb.data import DATASETS
+            if part not in DATASETS: raise _unknown(f'a part of {k}', part, ['sample', 'PIRM', *DATASETS, '<an existing folder>'])
+    return p
 
 # %% ../nbs/00_config.ipynb #0c55003b
 def project_root(start: str | Path | None = None) -> Path:

@@ -25,10 +25,10 @@ def test_paper_profile_is_the_official_config():
 
 
 def test_overrides_and_none():
-    p = get_profile('smoke', gan_iters=None, w_R=0, rank_levels=['a', 'b'])
+    p = get_profile('smoke', gan_iters=None, w_R=0, rank_levels=['hr', 'bicubic'])
     assert p.gan_iters == PROFILES['smoke'].gan_iters
     assert p.w_R == 0.0 and isinstance(p.w_R, float)
-    assert p.rank_levels == ('a', 'b')
+    assert p.rank_levels == ('hr', 'bicubic')
     assert get_profile(p, seed=3).seed == 3          # a Profile can be the base
     assert get_profile('cpu', amp='false').amp is False
 
@@ -45,6 +45,22 @@ def test_overrides_and_none():
     (dict(gan_lr_steps=(0.5, 0.2)), 'increasing fractions'),
     (dict(rank_levels=('one',)), 'at least 2'),
     (dict(rank_val_frac=1.0), 'rank_val_frac'),
+    (dict(seed=-1), 'seed must be >= 0'),
+    (dict(sr_lr=-1), 'sr_lr must be > 0'),
+    (dict(ranker_lr=0), 'ranker_lr must be > 0'),
+    (dict(lr_gamma=0), 'lr_gamma'),
+    (dict(lr_gamma=1.5), 'lr_gamma'),
+    (dict(w_gan=-0.01), 'w_gan must be >= 0'),
+    (dict(gan_lr=float('nan')), 'gan_lr=nan must be a finite number'),
+    (dict(sr_lr_steps='0.5,seven'), 'sr_lr_steps expects float items'),
+    (dict(sr_lr_steps=['0.7', '0.5']), 'increasing fractions'),
+    (dict(rank_levels='srgan,srgan'), '2 different'),
+    (dict(rank_levels='srgan,srresent'), "did you mean 'srresnet'"),
+    (dict(label_metric='nime'), "did you mean 'niqe'"),
+    (dict(device='gpu'), "device='gpu' is not a torch device"),
+    (dict(vgg_weights='/nowhere/vgg19.pth'), "vgg_weights='/nowhere/vgg19.pth'"),
+    (dict(test_data='sample,Set15'), "a part of test_data='Set15' is unknown"),
+    (dict(hr_patch=16), 'hr_patch must be >= 32'),
 ])
 def test_bad_values(kw, msg):
     with pytest.raises((ValueError, TypeError), match=None) as e:
@@ -76,3 +92,25 @@ def test_project_root_found_from_nbs(monkeypatch):
     from conftest import ROOT
     monkeypatch.chdir(ROOT / 'nbs')
     assert project_root() == ROOT
+
+
+def test_strings_from_the_command_line_are_converted():
+    p = get_profile('smoke', sr_lr_steps='0.5,0.7', gan_lr_steps=['0.25', 0.5], seed='7', sr_lr='3e-4', device='cpu:0')
+    assert p.sr_lr_steps == (0.5, 0.7) and p.gan_lr_steps == (0.25, 0.5) and p.seed == 7 and p.sr_lr == 3e-4
+
+
+def test_a_profile_made_directly_is_type_checked():
+    from ranksrgan_nb.config import _check_profile
+    with pytest.raises(TypeError, match=r"sr_lr_steps=\('0.5', '0.7'\) must hold float values"):
+        _check_profile(dataclasses.replace(PROFILES['smoke'], sr_lr_steps=('0.5', '0.7')))
+    with pytest.raises(TypeError, match='seed=True must be an integer'):
+        _check_profile(dataclasses.replace(PROFILES['smoke'], seed=True))
+
+
+def test_registered_names_are_accepted(tmp_path):
+    from ranksrgan_nb.metrics import METRICS, register_metric
+    register_metric('my_metric', lambda x, crop_border=0: 0.0, higher_is_better=False, full_reference=False)
+    try:
+        assert get_profile('smoke', label_metric='my_metric', test_data=str(tmp_path)).label_metric == 'my_metric'
+    finally:
+        METRICS.pop('my_metric')
