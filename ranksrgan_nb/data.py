@@ -133,8 +133,8 @@ def read_image(path: str | os.PathLike,  # path to a PNG, JPEG, BMP, TIFF or Web
     if not path.is_file(): raise FileNotFoundError(f'no such image file: {path}')
     try: a = _read_pil(path, limit)
     except Image.DecompressionBombError as e:
-        raise ImageReadError(f'cannot read image {path}: {e}, a guard against decompression bombs. If you trust the file, '
-                             'allow it: read_image(path, max_pixels=None), or ranksrgan_nb.data.MAX_IMAGE_PIXELS = None') from e
+        raise ImageReadError(f'cannot read image {path}: {str(e).rstrip(".")} (a guard against decompression bombs). If you trust '
+                             'the file, allow it: read_image(path, max_pixels=None), or ranksrgan_nb.data.MAX_IMAGE_PIXELS = None') from e
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         if path.suffix.lower() in ('.tif', '.tiff'):
             try: a = _read_tiff(path)
@@ -442,7 +442,7 @@ class TestImageDataset(torch.utils.data.Dataset):
         names = sorted(imgs)[:max_images] if max_images else sorted(imgs)
         lrs = load_images(lr_images) if lr_images is not None else {}
         self.scale, self.names, self.source = scale, names, images if isinstance(images, (str, os.PathLike)) else 'the images given'
-        self.hr = [modcrop(imgs[n], scale) for n in names]
+        self.hr, self._sizes = [modcrop(imgs[n], scale) for n in names], [imgs[n].shape[1::-1] for n in names]
         self.require_size(scale, f'an x{scale} test image (one LR pixel)')
         self.lr = []
         for n, hr in zip(names, self.hr):
@@ -455,7 +455,7 @@ class TestImageDataset(torch.utils.data.Dataset):
 
     def require_size(self, side: int, why: str) -> 'TestImageDataset':  # smallest HR side (after mod-crop); what needs it
         "Raise a ValueError naming every image whose mod-cropped HR is smaller than side x side; returns self."
-        small = [f'{n!r} ({hr.shape[1]}x{hr.shape[0]})' for n, hr in zip(self.names, self.hr) if min(hr.shape[:2]) < side]
+        small = [f'{n!r} ({w}x{h})' for n, hr, (w, h) in zip(self.names, self.hr, self._sizes) if min(hr.shape[:2]) < side]
         if small: raise ValueError(f'test image(s) {", ".join(small)} of {self.source} are smaller than the {side}x{side} '
                                    f'pixels that {why} needs (after cropping to a multiple of {self.scale}): remove them or use other images')
         return self

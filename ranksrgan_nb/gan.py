@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from .config import Profile
-from .models import CheckpointError, Ranker
+from .models import CheckpointError, Ranker, UnreadableCheckpoint
 from .ranker import ensure_ranker, load_ranker
 from .train import (GanWeights, ensure_srgan, ensure_srresnet, final_path, load_final, load_generator,
                                 stage_meta, train_gan)
@@ -60,6 +60,7 @@ def train_ranksrgan(cfg: Profile, run_dir,
     "Stage 3: SRGAN + rank-content loss; returns `run_dir/<stage>/final.pth`."
     init = _check_file(init, 'generator') if init else ensure_srresnet(cfg, run_dir)
     try: load_generator(cfg, init)
+    except UnreadableCheckpoint: raise                        # its own message says what is wrong with the file
     except (CheckpointError, ValueError, RuntimeError, KeyError) as e:
         raise ValueError(f'the generator checkpoint {init} does not fit an SRResNet(nf={cfg.g_nf}, nb={cfg.g_nb}): {e}') from e
     meta = {'w_R': cfg.w_R, 'R_bias': cfg.R_bias, 'rank_reduction': cfg.rank_reduction, 'ranker_bn': cfg.ranker_bn}
@@ -67,6 +68,7 @@ def train_ranksrgan(cfg: Profile, run_dir,
         return train_gan(cfg, run_dir, stage, init=init, meta_extra=meta, resume=resume, hooks=hooks)
     ranker = _check_file(ranker, 'Ranker') if ranker else ensure_ranker(cfg, run_dir)
     try: R = load_ranker(cfg, ranker)
+    except UnreadableCheckpoint: raise
     except (CheckpointError, ValueError, RuntimeError, KeyError) as e:
         raise ValueError(f'the Ranker checkpoint {ranker} does not fit a Ranker(nf={cfg.r_nf}): {e}') from e
     loss = lambda device: {'l_g_rank': RankContentLoss(R.to(device), cfg.w_R, cfg.R_bias, cfg.rank_reduction, cfg.ranker_bn)}

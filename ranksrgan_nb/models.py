@@ -5,7 +5,9 @@
 # %% ../nbs/02_models.ipynb #d58e5745
 from __future__ import annotations
 
+import contextlib
 import os
+import pickle
 import re
 import warnings
 from collections.abc import Mapping
@@ -18,10 +20,10 @@ import torch.nn.functional as F
 from .data import DownloadError, download
 
 # %% auto #0
-__all__ = ['VGG19_BLOCKS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'VGG19_URL', 'VGG19_HASH', 'VGG19_FILE', 'VGG_RANDOM_SEED',
-           'count_params', 'ResidualBlockNoBN', 'SRResNet', 'ResidualDenseBlock', 'RRDB', 'RRDBNet', 'Discriminator',
-           'Ranker', 'vgg19_layer_names', 'RandomVGGWarning', 'cache_dir', 'CheckpointError', 'unwrap_state_dict',
-           'VGGFeatures', 'map_official', 'load_official']
+__all__ = ['VGG19_BLOCKS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'SAFE_GLOBALS', 'VGG19_URL', 'VGG19_HASH', 'VGG19_FILE',
+           'VGG_RANDOM_SEED', 'count_params', 'ResidualBlockNoBN', 'SRResNet', 'ResidualDenseBlock', 'RRDB', 'RRDBNet',
+           'Discriminator', 'Ranker', 'vgg19_layer_names', 'UnreadableCheckpoint', 'load_pth', 'RandomVGGWarning',
+           'cache_dir', 'CheckpointError', 'unwrap_state_dict', 'VGGFeatures', 'map_official', 'load_official']
 
 # %% ../nbs/02_models.ipynb #bbe69b3f
 def count_params(model: nn.Module,            # any module
@@ -215,6 +217,40 @@ def _vgg19_features(end: int) -> nn.Sequential:
         else: layers.append(nn.MaxPool2d(2, 2))
     return nn.Sequential(*layers)
 
+# %% ../nbs/02_models.ipynb #714e3f75
+class UnreadableCheckpoint(RuntimeError):
+    "A .pth file cannot be loaded: empty, truncated, not a PyTorch file, or loading it would run code."
+
+def _numpy_globals() -> list:
+    "NumPy's array and scalar reconstructors and dtype classes, also under the names NumPy 1 pickled them with."
+    import numpy as np
+    core = getattr(np, '_core', None) or np.core
+    fns = [core.multiarray._reconstruct, core.multiarray.scalar]
+    return fns + [(f, f'numpy.core.multiarray.{f.__name__}') for f in fns] + [np.ndarray, np.dtype] + \
+        [type(np.dtype(c)) for c in '?bBhHiIlLqQefdgFD']
+
+SAFE_GLOBALS = _numpy_globals()   # what loading may build besides tensors and plain containers
+
+def load_pth(path: str | os.PathLike, what: str = 'checkpoint', map_location='cpu'):
+    "`torch.load(path, weights_only=True)` with SAFE_GLOBALS allowed; an error names the file, the cause and what to do."
+    path = Path(path).expanduser()
+    if path.is_dir(): raise IsADirectoryError(f'{what} {path} is a folder, not a .pth file')
+    if not path.is_file(): raise FileNotFoundError(f'{what} not found: {path}')
+    allow = getattr(torch.serialization, 'safe_globals', None)          # PyTorch >= 2.5
+    try:
+        with allow(SAFE_GLOBALS) if allow else contextlib.nullcontext():
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if m := re.search(r'GLOBAL ([\w.]+)', str(e)):
+            raise UnreadableCheckpoint(f'{what} {path} asks to run {m[1]} while loading, which could execute code: refused. If you '
+                                       'trust its source, load it yourself with torch.load(path, weights_only=False) and save its '
+                                       'state dict with torch.save, or add what it needs to models.SAFE_GLOBALS') from None
+        cause = e
+    except Exception as e: cause = e
+    size = path.stat().st_size
+    why = 'it is empty (0 bytes)' if size == 0 else f'it is truncated, damaged or not a PyTorch file ({size} bytes; {type(cause).__name__}: {cause})'
+    raise UnreadableCheckpoint(f'cannot read {what} {path}: {why}. Copy or download it again') from cause
+
 # %% ../nbs/02_models.ipynb #b1db2283
 VGG19_URL = 'https://download.pytorch.org/models/vgg19-dcbb9e9d.pth'
 VGG19_HASH = 'sha256:dcbb9e9dad569fff7a846263a77324fc34978fea2bfb039c012d710e1776ae44'
@@ -285,7 +321,7 @@ def _resolve_vgg_weights(weights) -> tuple[str, Mapping | None]:
         if not path.is_file():
             raise FileNotFoundError(f'VGG19 weights file not found: {path} (give a torchvision-format state dict, '
                                     f"'imagenet', 'auto' or 'random')")
-    return str(path), torch.load(path, map_location='cpu', weights_only=True)
+    return str(path), load_pth(path, 'VGG19 weights')
 
 # %% ../nbs/02_models.ipynb #a91eee84
 class VGGFeatures(nn.Module):
@@ -379,8 +415,7 @@ def map_official(model: nn.Module,       # SRResNet, RRDBNet, Discriminator or R
     "The model's state dict filled from an official checkpoint, and the (checkpoint key, model key) pairs."
     src = path_or_state_dict
     if isinstance(src, (str, os.PathLike)):
-        if not Path(src).expanduser().is_file(): raise FileNotFoundError(f'checkpoint not found: {src}')
-        src = torch.load(Path(src).expanduser(), map_location='cpu', weights_only=True)
+        src = load_pth(src, 'checkpoint')   # weights only: never runs code from the file
     sd, target = unwrap_state_dict(src), model.state_dict()
     old = not all(k in target for k in sd) and all(k.startswith(_OLD_PREFIXES) for k in sd)
     if not old: return _map_by_name(sd, target)

@@ -8,10 +8,12 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import json
 import math
 import os
 import random
 import signal
+import socket
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -25,13 +27,16 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .config import Profile
-from .data import PairedPatchDataset, TestImageDataset, img2tensor, load_images, resolve_images, tensor2img
+from .data import (PairedPatchDataset, TestImageDataset, atomic_path, img2tensor, load_images, resolve_images,
+                               stale_temporaries, tensor2img)
+from .models import UnreadableCheckpoint, load_pth
 
 # %% auto #0
 __all__ = ['pick_device', 'seed_everything', 'rng_state', 'set_rng_state', 'autocast', 'batches', 'save_atomic', 'checkpoints',
-           'latest_checkpoint', 'load_checkpoint', 'TrainingDiverged', 'TrainState', 'CsvLog', 'fit', 'build_generator',
-           'build_discriminator', 'build_vgg', 'super_resolve', 'evaluate_generator', 'test_set', 'train_set',
-           'stage_meta', 'final_path', 'save_final', 'load_final', 'make_sr_step', 'multistep', 'train_srresnet',
+           'latest_checkpoint', 'load_checkpoint', 'resume_checkpoint', 'FolderLocked', 'folder_lock',
+           'TrainingDiverged', 'TrainState', 'CsvLog', 'read_log', 'fit', 'build_generator', 'build_discriminator',
+           'build_vgg', 'super_resolve', 'evaluate_generator', 'test_set', 'train_set', 'stage_meta', 'final_path',
+           'save_final', 'load_final', 'make_sr_step', 'multistep', 'validation_set', 'train_srresnet',
            'ensure_srresnet', 'load_generator', 'GanWeights', 'make_gan_step', 'gan_weights', 'train_gan',
            'ensure_srgan', 'comparison_grid']
 
@@ -53,14 +58,21 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     elif torch.cuda.is_available(): torch.backends.cudnn.benchmark = True
 
 def rng_state() -> dict:
-    "The random-number-generator states of Python, NumPy, torch and CUDA."
-    st = {'python': random.getstate(), 'numpy': np.random.get_state(), 'torch': torch.get_rng_state()}
+    "The random-number-generator states of Python, NumPy, torch and CUDA, as tensors and lists (they load with weights_only)."
+    version, keys, gauss = random.getstate()
+    _, mt, pos, has_gauss, cached = np.random.get_state()
+    st = {'python': [version, list(keys), gauss], 'torch': torch.get_rng_state(),
+          'numpy': {'mt19937': torch.from_numpy(mt.astype(np.int64)), 'pos': int(pos), 'has_gauss': int(has_gauss),
+                    'cached_gaussian': float(cached)}}
     if torch.cuda.is_available(): st['cuda'] = torch.cuda.get_rng_state_all()
     return st
 
 def set_rng_state(st: dict) -> None:
-    "Restore states saved by `rng_state`."
-    random.setstate(st['python']); np.random.set_state(st['numpy']); torch.set_rng_state(st['torch'])
+    "Restore states saved by `rng_state` (or by its older form, which kept NumPy's own tuple)."
+    version, keys, gauss = st['python']; random.setstate((version, tuple(keys), gauss))
+    n = st['numpy']
+    if isinstance(n, dict): n = ('MT19937', n['mt19937'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['cached_gaussian'])
+    np.random.set_state(n); torch.set_rng_state(st['torch'])
     if 'cuda' in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st['cuda'])
 
 def autocast(device: torch.device, enabled: bool = True):
@@ -84,14 +96,9 @@ def batches(dataset: torch.utils.data.Dataset,  # sample k must depend on k only
 
 # %% ../nbs/03_train_sr.ipynb #6489efca
 def save_atomic(obj, path: str | os.PathLike) -> Path:
-    "`torch.save` to a temporary file in the same folder, then rename it over `path`."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists(): tmp.unlink()
+    "`torch.save` to a temporary file beside `path`, renamed over it when complete; a failure (full disk) names the path."
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, 'wb') as f: torch.save(obj, f)   # our file object: closed (space freed) on failure
     return path
 
 def checkpoints(folder: str | os.PathLike) -> list[Path]:
@@ -105,11 +112,68 @@ def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
     return c[-1] if c else None
 
 def load_checkpoint(path: str | os.PathLike, map_location='cpu') -> dict:
-    "Load a checkpoint file, with an error that names it if it is missing or unreadable."
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f'no checkpoint at {path}')
-    try: return torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e: raise RuntimeError(f'cannot read checkpoint {path}: {e}') from e
+    "Load a checkpoint or stage result with weights_only=True; errors name the file and the cause."
+    return load_pth(path, 'checkpoint', map_location)
+
+# %% ../nbs/03_train_sr.ipynb #737dbbf9
+def resume_checkpoint(folder: str | os.PathLike) -> tuple[Path, dict] | None:
+    "The newest checkpoint in `folder` that can be read, and its contents; a newer unreadable one is skipped with a warning."
+    cks = checkpoints(folder)
+    for i in range(len(cks) - 1, -1, -1):
+        try: return cks[i], load_checkpoint(cks[i])
+        except UnreadableCheckpoint as e:
+            warnings.warn(f'skipping {cks[i].name}: {e}; ' + (f'resuming from {cks[i - 1].name}' if i else 'no older checkpoint'))
+    if cks: raise UnreadableCheckpoint(f'no checkpoint in {folder} can be read ({", ".join(p.name for p in cks)}): '
+                                       'delete them to train this stage from the start (or pass resume=False)')
+    return None
+
+# %% ../nbs/03_train_sr.ipynb #36373d39
+class FolderLocked(RuntimeError):
+    "Another process is writing into the same stage folder."
+
+_HELD: dict[Path, list] = {}   # folder -> [lock-file descriptor, depth] of the locks this process holds
+
+def _holder(lock: Path) -> dict:
+    try: return json.loads(lock.read_text() or '{}')
+    except (OSError, ValueError): return {}
+
+def _alive(h: dict) -> bool:
+    "Whether the holder `h` of a lock may still run (another host, or a live PID here; unknown on Windows)."
+    if h.get('host') != socket.gethostname() or os.name != 'posix': return True
+    try: os.kill(int(h['pid']), 0)
+    except ProcessLookupError: return False
+    except (PermissionError, OSError, ValueError, KeyError): pass
+    return True
+
+def _take(fd: int, lock: Path) -> None:
+    "Lock `fd` exclusively or raise FolderLocked naming the holder; then write our PID and host into it."
+    old = _holder(lock)
+    try:
+        import fcntl; fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB); busy = False
+    except BlockingIOError: busy = True
+    except (ImportError, OSError): busy = bool(old) and _alive(old)          # no flock here: the PID decides
+    if busy: raise FolderLocked(f'{lock.parent} is being written by PID {old.get("pid", "?")} on {old.get("host", "?")} since '
+                                f'{old.get("since", "?")}: wait for it or stop it. If that process is gone, delete {lock}')
+    if old: warnings.warn(f'took over {lock} from PID {old.get("pid")} on {old.get("host")}, which ended without releasing it')
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps({'pid': os.getpid(), 'host': socket.gethostname(), 'since': time.strftime('%Y-%m-%d %H:%M:%S')}).encode())
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike):
+    "Hold the exclusive write lock of `folder` while the block runs (re-entrant within one process)."
+    folder = Path(folder).resolve(); folder.mkdir(parents=True, exist_ok=True)
+    if folder not in _HELD:
+        fd = os.open(folder / '.lock', os.O_RDWR | os.O_CREAT, 0o644)
+        try: _take(fd, folder / '.lock')
+        except BaseException: os.close(fd); raise
+        _HELD[folder] = [fd, 0]
+    _HELD[folder][1] += 1
+    try: yield folder
+    finally:
+        _HELD[folder][1] -= 1
+        if not _HELD[folder][1]:
+            fd = _HELD.pop(folder)[0]
+            os.ftruncate(fd, 0); os.close(fd)                                # empty: released cleanly
 
 # %% ../nbs/03_train_sr.ipynb #31130a1c
 class TrainingDiverged(RuntimeError):
@@ -142,30 +206,6 @@ class TrainState:
         self.iteration = sd['iteration']
         set_rng_state(sd['rng'])
 
-class CsvLog:
-    "Append rows to a CSV file; on resume, drop the rows past the resumed iteration."
-    def __init__(self, path: str | os.PathLike, resume_from: int = 0):
-        self.path, self.fields = Path(path), None
-        if self.path.exists():
-            rows = list(csv.DictReader(self.path.open()))
-            keep = [r for r in rows if int(float(r['iter'])) <= resume_from] if resume_from else []
-            self.path.unlink()
-            for r in keep: self.write(r)
-    def write(self, row: dict) -> None:
-        new = self.fields is None
-        if new: self.fields = list(row)
-        extra = [k for k in row if k not in self.fields]
-        if extra:   # a new column: rewrite the file with it
-            rows = list(csv.DictReader(self.path.open())); self.fields += extra; self.path.unlink()
-            for r in rows: self._append(r, header=not self.path.exists())
-            new = False
-        self._append(row, header=new or not self.path.exists())
-    def _append(self, row, header):
-        with self.path.open('a', newline='') as f:
-            w = csv.DictWriter(f, fieldnames=self.fields, restval='')
-            if header: w.writeheader()
-            w.writerow(row)
-
 @contextlib.contextmanager
 def _deferred_sigint():
     "Turn SIGINT into a flag checked between iterations (main thread only)."
@@ -177,7 +217,65 @@ def _deferred_sigint():
     finally:
         if old is not None: signal.signal(signal.SIGINT, old)
 
+# %% ../nbs/03_train_sr.ipynb #76167467
+class CsvLog:
+    "Append rows to a CSV file; on resume, drop the rows past the resumed iteration."
+    def __init__(self, path: str | os.PathLike, resume_from: int = 0):
+        self.path, self.fields = Path(path), None
+        if self.path.exists():
+            keep = [r for r in self._rows() if int(float(r['iter'])) <= resume_from] if resume_from else []
+            self.path.unlink()
+            for r in keep: self.write(r)
+    def _rows(self) -> list[dict]:
+        with self.path.open(newline='') as f: rows = list(csv.DictReader(f))
+        for i, r in enumerate(rows, 2):                                   # line 1 is the header
+            try: float(r['iter'])
+            except (KeyError, TypeError, ValueError):
+                raise ValueError(f'{self.path}, line {i}: iter={r.get("iter")!r} is not a number, so the log is damaged '
+                                 '(two runs writing at once?). Delete that line, or the file (it is only a log), and run again') from None
+        return rows
+    def write(self, row: dict) -> None:
+        new = self.fields is None
+        if new: self.fields = list(row)
+        extra = [k for k in row if k not in self.fields]
+        if extra:   # a new column: rewrite the file with it
+            rows = self._rows(); self.fields += extra; self.path.unlink()
+            for r in rows: self._append(r, header=not self.path.exists())
+            new = False
+        self._append(row, header=new or not self.path.exists())
+    def _append(self, row, header):
+        with self.path.open('a', newline='') as f:
+            w = csv.DictWriter(f, fieldnames=self.fields, restval='')
+            if header: w.writeheader()
+            w.writerow(row)
+
+def read_log(path: str | os.PathLike):
+    "A `log.csv`/`val.csv` written by `fit`, as a pandas DataFrame of numbers; errors name the file and the line."
+    import pandas as pd
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f'no log at {path}: has this stage been trained in this run_dir?')
+    try: df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e: raise ValueError(f'cannot read {path}: {e}') from e
+    for c in df.columns:
+        bad = pd.to_numeric(df[c], errors='coerce').isna() & df[c].notna()
+        if bad.any():
+            i = int(bad.to_numpy().argmax())
+            raise ValueError(f'{path}, line {i + 2}: {c}={df[c].iloc[i]!r} is not a number, so the log is damaged (two runs '
+                             'writing at once?). Delete that line, or the file, and run the stage again')
+    return df.apply(pd.to_numeric)
+
 # %% ../nbs/03_train_sr.ipynb #2f9f8df7
+def _begin(state: TrainState, out_dir: Path, resume: bool) -> Path | None:
+    "Start a stage in out_dir (its lock held): remove a killed writer's temporary files, then resume (or clear) checkpoints."
+    for p in stale_temporaries(out_dir):
+        p.unlink(missing_ok=True); warnings.warn(f'removed {p}, left by a writer that was killed while writing it')
+    if not resume:
+        for p in checkpoints(out_dir): p.unlink()
+        return None
+    found = resume_checkpoint(out_dir)
+    if found: state.load_state_dict(found[1], source=str(found[0]))
+    return found[0] if found else None
+
 def fit(state: TrainState,                       # models/optimizers/schedulers of the stage
         step: Callable[[dict], dict],            # batch -> {loss name: float}; does the optimizer steps
         data: Callable[[int, int], Iterable],    # (start, stop) -> batches of iterations start+1..stop
@@ -190,48 +288,45 @@ def fit(state: TrainState,                       # models/optimizers/schedulers 
         hooks: Sequence[Callable[[int, dict], None]] = (),  # called after each iteration (t, losses)
         desc: str = 'train',
         ) -> TrainState:
-    "Train `state` with `step` until `n_iters`, resumably (see the list above)."
-    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
-    last = latest_checkpoint(out_dir) if resume else None
-    if last is not None: state.load_state_dict(load_checkpoint(last), source=str(last))
-    elif not resume:
-        for p in checkpoints(out_dir): p.unlink()
-    start = state.iteration
-    log, vlog = CsvLog(out_dir / 'log.csv', start), CsvLog(out_dir / 'val.csv', start)
+    "Train `state` with `step` until `n_iters`, resumably, as the only writer of `out_dir` (see the list above)."
+    with folder_lock(out_dir):
+        out_dir, last = Path(out_dir), _begin(state, Path(out_dir), resume)
+        start = state.iteration
+        log, vlog = CsvLog(out_dir / 'log.csv', start), CsvLog(out_dir / 'val.csv', start)
 
-    def save(t):
-        nonlocal last
-        last = save_atomic(state.state_dict(), out_dir / f'ckpt_{t:07d}.pth')
-        for old in checkpoints(out_dir)[:-keep]: old.unlink()
+        def save(t):
+            nonlocal last
+            last = save_atomic(state.state_dict(), out_dir / f'ckpt_{t:07d}.pth')
+            for old in checkpoints(out_dir)[:-keep]: old.unlink()
 
-    if start >= n_iters: return state
-    t, saved_at, t0 = start, start, time.perf_counter()
-    bar = tqdm(total=n_iters, initial=start, desc=desc, dynamic_ncols=True, mininterval=1.0)
-    with _deferred_sigint() as sigint:
-        try:
-            for batch in data(start, n_iters):
-                losses = step(batch)
-                for s in state.scheds.values(): s.step()
-                t = state.iteration = t + 1
-                bad = [k for k, v in losses.items() if not math.isfinite(v)]
-                if bad: raise TrainingDiverged(f'{desc}: loss {bad[0]} = {losses[bad[0]]} at iteration {t}; '
-                                               f'last good checkpoint: {last or "none (diverged before the first)"}')
-                bar.update(1); bar.set_postfix({k: f'{v:.3g}' for k, v in list(losses.items())[:4]}, refresh=False)
-                if t % log_every == 0 or t == n_iters:
-                    lr = {f'lr_{k}': o.param_groups[0]['lr'] for k, o in state.optims.items()}
-                    log.write({'iter': t, 'seconds': round(time.perf_counter() - t0, 3), **lr, **losses})
-                if validate is not None and (t % val_every == 0 or t == n_iters):
-                    vlog.write({'iter': t, **validate()})
-                if t % ckpt_every == 0 or t == n_iters: save(t); saved_at = t
-                for h in hooks: h(t, losses)
-                if sigint['hit']: raise KeyboardInterrupt
-        except KeyboardInterrupt:
-            if t > saved_at: save(t)
-            bar.close()
-            print(f'{desc}: interrupted at iteration {t}; saved {last}. Run again to resume.')
-            raise
-        finally: bar.close()
-    return state
+        if start >= n_iters: return state
+        t, saved_at, t0 = start, start, time.perf_counter()
+        bar = tqdm(total=n_iters, initial=start, desc=desc, dynamic_ncols=True, mininterval=1.0)
+        with _deferred_sigint() as sigint:
+            try:
+                for batch in data(start, n_iters):
+                    losses = step(batch)
+                    for s in state.scheds.values(): s.step()
+                    t = state.iteration = t + 1
+                    bad = [k for k, v in losses.items() if not math.isfinite(v)]
+                    if bad: raise TrainingDiverged(f'{desc}: loss {bad[0]} = {losses[bad[0]]} at iteration {t}; '
+                                                   f'last good checkpoint: {last or "none (diverged before the first)"}')
+                    bar.update(1); bar.set_postfix({k: f'{v:.3g}' for k, v in list(losses.items())[:4]}, refresh=False)
+                    if t % log_every == 0 or t == n_iters:
+                        lr = {f'lr_{k}': o.param_groups[0]['lr'] for k, o in state.optims.items()}
+                        log.write({'iter': t, 'seconds': round(time.perf_counter() - t0, 3), **lr, **losses})
+                    if validate is not None and (t % val_every == 0 or t == n_iters):
+                        vlog.write({'iter': t, **validate()})
+                    if t % ckpt_every == 0 or t == n_iters: save(t); saved_at = t
+                    for h in hooks: h(t, losses)
+                    if sigint['hit']: raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                if t > saved_at: save(t)
+                bar.close()
+                print(f'{desc}: interrupted at iteration {t}; saved {last}. Run again to resume.')
+                raise
+            finally: bar.close()
+        return state
 
 # %% ../nbs/03_train_sr.ipynb #a6bb4efd
 from .models import Discriminator, Ranker, SRResNet, VGGFeatures
@@ -293,8 +388,9 @@ def final_path(run_dir: str | os.PathLike, stage: str) -> Path:
     return Path(run_dir) / stage / 'final.pth'
 
 def save_final(run_dir, stage: str, weights: dict, meta: dict) -> Path:
-    "Write a stage's result `{'weights': {name: state_dict}, 'meta': meta}` atomically."
-    return save_atomic({'weights': weights, 'meta': meta, 'stage': stage}, final_path(run_dir, stage))
+    "Write a stage's result `{'weights': {name: state_dict}, 'meta': meta}` atomically, as the stage folder's only writer."
+    with folder_lock(Path(run_dir) / stage):
+        return save_atomic({'weights': weights, 'meta': meta, 'stage': stage}, final_path(run_dir, stage))
 
 def load_final(path: str | os.PathLike, meta: dict | None = None) -> dict:
     "Load a stage's result, checking that its settings match `meta` where given."
@@ -307,6 +403,8 @@ def load_final(path: str | os.PathLike, meta: dict | None = None) -> dict:
     return ck
 
 # %% ../nbs/03_train_sr.ipynb #b9ad0d94
+from .metrics import niqe_min_size
+
 def make_sr_step(G: nn.Module, opt: torch.optim.Optimizer, device: torch.device, amp: bool = True) -> Callable:
     "One L1 step of the PSNR-oriented SRResNet."
     cl = torch.channels_last if device.type == 'cuda' else torch.contiguous_format
@@ -332,6 +430,10 @@ def _loader(cfg: Profile, ds, device):
     nw = 0 if device.type == 'cpu' else min(8, os.cpu_count() or 1)
     return lambda a, b: batches(ds, cfg.batch_size, a, b, num_workers=nw, pin_memory=device.type == 'cuda')
 
+def validation_set(cfg: Profile) -> TestImageDataset:
+    "The profile's validation images, checked now (not at the first validation) to be large enough for NIQE."
+    return test_set(cfg).require_size(niqe_min_size(cfg.scale), f'validation with NIQE (crop_border={cfg.scale})')
+
 def train_srresnet(cfg: Profile, run_dir: str | os.PathLike, resume: bool = True, hooks=()) -> Path:
     "Train the PSNR-oriented SRResNet of the profile; returns `run_dir/srresnet/final.pth`."
     device = pick_device(cfg.device); seed_everything(cfg.seed, cfg.deterministic)
@@ -339,7 +441,7 @@ def train_srresnet(cfg: Profile, run_dir: str | os.PathLike, resume: bool = True
     opt = torch.optim.Adam(G.parameters(), lr=cfg.sr_lr, betas=(0.9, 0.99))
     meta = stage_meta(cfg, _ARCH_KEYS) | {'stage': 'srresnet', 'sr_iters': cfg.sr_iters, 'seed': cfg.seed}
     st = TrainState({'G': G}, {'G': opt}, {'G': multistep(opt, cfg.sr_iters, cfg.sr_lr_steps, cfg.lr_gamma)}, meta=meta)
-    ds, val = train_set(cfg), test_set(cfg)
+    val, ds = validation_set(cfg), train_set(cfg)
     fit(st, make_sr_step(G, opt, device, cfg.amp), _loader(cfg, ds, device), cfg.sr_iters, Path(run_dir) / 'srresnet',
         validate=lambda: evaluate_generator(G, val, device, cfg.amp), val_every=cfg.val_every,
         ckpt_every=cfg.ckpt_every, log_every=cfg.log_every, resume=resume, hooks=hooks, desc='SRResNet')
@@ -450,7 +552,7 @@ def train_gan(cfg: Profile, run_dir: str | os.PathLike,
                      'D': multistep(opt_D, n_iters, cfg.gan_lr_steps, cfg.lr_gamma)}, meta=meta)
     step = make_gan_step(G, D, vgg, opt_G, opt_D, weights, device, cfg.amp,
                          extra_losses=extra_losses(device) if extra_losses else None)
-    val = test_set(cfg)
+    val = validation_set(cfg)
     fit(st, step, _loader(cfg, train_set(cfg), device), n_iters, Path(run_dir) / stage,
         validate=lambda: evaluate_generator(G, val, device, cfg.amp), val_every=cfg.val_every,
         ckpt_every=cfg.ckpt_every, log_every=cfg.log_every, resume=resume, hooks=hooks, desc=stage)
