@@ -214,7 +214,9 @@ def _check_names(p: Profile) -> Profile:
     for lv in p.rank_levels:
         if lv not in _LEVELS:
             from ranksrgan_nb.ranker import LEVEL_STAGES
-            if lv not in LEVEL_STAGES: raise _unknown('a level of rank_levels', lv, {*_LEVELS, *LEVEL_STAGES})
+            known = {*_LEVELS, *LEVEL_STAGES}
+            if lv not in known and difflib.get_close_matches(lv, known, 1, 0.75):   # a typo; other names: a caller's methods
+                raise _unknown('a level of rank_levels', lv, known)
     if p.vgg_weights not in ('auto', 'imagenet', 'random') and not Path(p.vgg_weights).expanduser().is_file():
         raise ValueError(f"vgg_weights={p.vgg_weights!r} is not 'auto', 'imagenet', 'random' or an existing file")
     for k in ('train_data', 'test_data'):
