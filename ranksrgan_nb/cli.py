@@ -116,7 +116,8 @@ def metric_table(sr: str | Path, hr: str | Path | None = None,  # folders (or fi
                  names: Sequence[str] | None = None,           # registry names; None: all that apply
                  progress: bool = False) -> tuple[list[str], list[dict], list[str]]:
     "Metric columns, one row per image ({'image': name, metric: value}) with the mean row last, and notes on NaNs."
-    names = list(names or [n for n, m in METRICS.items() if hr is not None or not m.full_reference])
+    names = list(names or sorted((n for n, m in METRICS.items() if hr is not None or not m.full_reference),
+                                 key=lambda n: not METRICS[n].full_reference))   # full-reference first, as in the tables
     unknown = [n for n in names if n not in METRICS]
     if unknown: raise ValueError(f'unknown metric(s) {unknown}; registered: {list(METRICS)}')
     if hr is None and any(METRICS[n].full_reference for n in names):
@@ -139,7 +140,7 @@ def metric_table(sr: str | Path, hr: str | Path | None = None,  # folders (or fi
             except ValueError as e: row[n] = math.nan; notes.append(f'{name}: {n} is NaN: {e}')   # e.g. too small for NIQE
         rows.append(row)
     means = {n: float(np.nanmean(v)) if not np.isnan(v := [r[n] for r in rows]).all() else math.nan for n in names}
-    rows.append({'image': f'mean ({len(rows)} images)', **means})
+    rows.append({'image': f'mean ({len(rows)} image{"s" if len(rows) != 1 else ""})', **means})
     return names, rows, notes
 
 def markdown_table(names: Sequence[str], rows: Sequence[dict]) -> str:
