@@ -2,9 +2,15 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One thread per process (and per notebook kernel, which inherits it) unless OMP_NUM_THREADS says otherwise:
+# the smoke profile's tiny networks gain nothing from more, and where other programs keep the cores busy,
+# PyTorch's threads wait for each other (05 at smoke on this project's 2-core machine, shared with another
+# job: 211 s with two threads, 15 s with one).
+os.environ.setdefault('OMP_NUM_THREADS', '1')
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_TARGET_S = 45   # each notebook at the smoke profile, on 2 CPU cores (README)
 
