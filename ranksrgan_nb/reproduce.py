@@ -72,13 +72,17 @@ def select(only: Sequence[str] | None) -> list[str]:  # names or prefixes ('05',
     return [n for n in PIPELINE if any(hits(n, k) for k in keys)]
 
 # %% ../nbs/08_reproduce.ipynb #1cc2f689
-def run_notebook(nb: Path, out: Path, parameters: dict, kernel: str = 'python3', cwd: Path | None = None) -> float:
+def run_notebook(nb: Path, out: Path, parameters: dict, kernel: str = 'python3', cwd: Path | None = None,
+                 threads: int | None = None,  # OMP_NUM_THREADS for the kernel, unless the environment sets it
+                 ) -> float:
     "Execute `nb` into `out` with the `parameters` it declares; returns seconds; raises StageFailed (keeping `out`)."
     import papermill as pm
     declared = notebook_parameters(nb)
     params = {k: v for k, v in parameters.items() if k in declared and v is not None}
     out.parent.mkdir(parents=True, exist_ok=True)
     running, failed = out.with_name(f'{out.stem}.running.ipynb'), out.with_name(f'{out.stem}.failed.ipynb')
+    own_threads = threads is not None and 'OMP_NUM_THREADS' not in os.environ
+    if own_threads: os.environ['OMP_NUM_THREADS'] = str(threads)                   # the kernel inherits it
     t0 = time.perf_counter()
     try:
         pm.execute_notebook(str(nb), str(running), parameters=params, kernel_name=kernel, cwd=str(cwd or nb.parent),
@@ -88,6 +92,8 @@ def run_notebook(nb: Path, out: Path, parameters: dict, kernel: str = 'python3',
         if not isinstance(e, pm.PapermillExecutionError): raise
         raise StageFailed(f'{nb.name}: cell {e.cell_index} (In [{e.exec_count}]) raised {e.ename}: '
                           f'{str(e.evalue).splitlines()[0] if e.evalue else ""} (executed notebook: {failed})') from None
+    finally:
+        if own_threads: del os.environ['OMP_NUM_THREADS']
     os.replace(running, out)
     failed.unlink(missing_ok=True)
     return time.perf_counter() - t0
@@ -160,7 +166,7 @@ def reproduce(profile: str = 'smoke',                  # 'smoke', 'cpu' or 'pape
             results.append(StageResult(name, 'skipped', 0.0, target)); continue
         log(f'[{k}/{len(todo)}] {name:16s} running ...')
         record[name] = {'status': 'running', 'key': key}; record_path.write_text(json.dumps(record, indent=1))
-        try: sec = run_notebook(nb, target, params, kernel)
+        try: sec = run_notebook(nb, target, params, kernel, threads=1 if cfg.name == 'smoke' else None)
         except StageFailed as e:
             record[name] = {'status': 'failed', 'key': key, 'error': str(e)}; record_path.write_text(json.dumps(record, indent=1))
             log(f'[{k}/{len(todo)}] {name:16s} FAILED'); raise

@@ -167,3 +167,20 @@ def test_notebooks_dir_in_a_clone_and_in_a_wheel(tmp_path, monkeypatch):
     (pkg / 'notebooks' / '04_ranker.ipynb').unlink()
     with pytest.raises(FileNotFoundError, match='no pipeline notebooks in'):
         notebooks_dir()
+
+
+def test_one_thread_for_smoke_kernels_unless_the_environment_says(tmp_path, monkeypatch):
+    import os
+    nb = write_nb(tmp_path / 'p.ipynb', 'import os; print(os.environ.get("OMP_NUM_THREADS"))')
+    monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
+    run_notebook(nb, tmp_path / 'a.ipynb', {}, threads=1)
+    assert outputs(tmp_path / 'a.ipynb') == '1\n' and 'OMP_NUM_THREADS' not in os.environ
+    run_notebook(nb, tmp_path / 'b.ipynb', {})
+    assert outputs(tmp_path / 'b.ipynb') == 'None\n'
+    monkeypatch.setenv('OMP_NUM_THREADS', '3')
+    run_notebook(nb, tmp_path / 'c.ipynb', {}, threads=1)
+    assert outputs(tmp_path / 'c.ipynb') == '3\n'
+    seen = []
+    monkeypatch.setattr(R, 'run_notebook', lambda *a, threads=None: seen.append(threads) or 0.0)
+    for profile in ('smoke', 'cpu'): reproduce(profile, only=['00_config'], out=tmp_path / profile, log=lambda s: None)
+    assert seen == [1, None]
