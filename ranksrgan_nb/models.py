@@ -23,7 +23,8 @@ from .data import DownloadError, download
 __all__ = ['VGG19_BLOCKS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'SAFE_GLOBALS', 'VGG19_URL', 'VGG19_HASH', 'VGG19_FILE',
            'VGG_RANDOM_SEED', 'count_params', 'ResidualBlockNoBN', 'SRResNet', 'ResidualDenseBlock', 'RRDB', 'RRDBNet',
            'Discriminator', 'Ranker', 'vgg19_layer_names', 'UnreadableCheckpoint', 'load_pth', 'RandomVGGWarning',
-           'cache_dir', 'CheckpointError', 'unwrap_state_dict', 'VGGFeatures', 'map_official', 'load_official']
+           'cache_dir', 'CheckpointError', 'unwrap_state_dict', 'warn_random_vgg', 'VGGFeatures', 'map_official',
+           'load_official']
 
 # %% ../nbs/02_models.ipynb #bbe69b3f
 def count_params(model: nn.Module,            # any module
@@ -324,6 +325,21 @@ def _resolve_vgg_weights(weights) -> tuple[str, Mapping | None]:
     return str(path), load_pth(path, 'VGG19 weights')
 
 # %% ../nbs/02_models.ipynb #a91eee84
+_SHOWN: set[str] = set()
+
+def _action(message: str, category=RandomVGGWarning, module: str = 'ranksrgan_nb') -> str:
+    "What the active warning filters do with this warning ('default', 'always', 'error', 'ignore', ...)."
+    for action, msg, cat, mod, lineno in warnings.filters:
+        if (msg is None or msg.match(message)) and issubclass(category, cat) and (mod is None or mod.match(module)) and lineno == 0:
+            return action
+    return warnings.defaultaction
+
+def warn_random_vgg(message: str):
+    "A `RandomVGGWarning` once per message and session (each time under an 'always' or 'error' filter), with no source line."
+    if message in _SHOWN and _action(message) not in ('always', 'error'): return   # a pipeline builds many VGG19s
+    _SHOWN.add(message)
+    warnings.warn_explicit(message, RandomVGGWarning, 'ranksrgan_nb', 0)            # file 'ranksrgan_nb', line 0: nothing to echo
+
 class VGGFeatures(nn.Module):
     "Frozen VGG19 features up to `layer` (default conv5_4 before ReLU = torchvision features[:35]), ImageNet-normalised input."
     def __init__(self, layer: str = 'conv5_4',  # last conv kept: 'conv1_1' ... 'conv5_4'
@@ -341,9 +357,9 @@ class VGGFeatures(nn.Module):
         self.weights_source, sd = _resolve_vgg_weights(weights)     # 'random', 'state dict' or the file used
         if sd is None:
             _random_vgg(self.features)
-            warnings.warn(f'VGGFeatures: random VGG19 weights (seed {VGG_RANDOM_SEED}); the perceptual loss is then not '
-                          f"the paper's (ImageNet VGG19). For the real one, put {VGG19_FILE} from {VGG19_URL} in "
-                          f"{cache_dir()} or pass weights='imagenet'.", RandomVGGWarning, stacklevel=2)
+            warn_random_vgg(f'VGGFeatures: random VGG19 weights (seed {VGG_RANDOM_SEED}); the perceptual loss is then not '
+                            f"the paper's (ImageNet VGG19). For the real one, put {VGG19_FILE} from {VGG19_URL} in "
+                            f"{cache_dir()} or pass weights='imagenet'.")
         else: _load_torchvision_vgg(self.features, sd)
         self.requires_grad_(False)
         super().train(False)

@@ -35,10 +35,10 @@ from .models import UnreadableCheckpoint, load_pth
 __all__ = ['pick_device', 'seed_everything', 'rng_state', 'set_rng_state', 'autocast', 'batches', 'save_atomic', 'checkpoints',
            'latest_checkpoint', 'load_checkpoint', 'resume_checkpoint', 'FolderLocked', 'folder_lock',
            'TrainingDiverged', 'TrainState', 'CsvLog', 'read_log', 'fit', 'build_generator', 'build_discriminator',
-           'build_vgg', 'super_resolve', 'evaluate_generator', 'test_set', 'train_set', 'stage_meta', 'final_path',
-           'save_final', 'load_final', 'make_sr_step', 'multistep', 'validation_set', 'train_srresnet',
-           'ensure_srresnet', 'load_generator', 'GanWeights', 'make_gan_step', 'gan_weights', 'train_gan',
-           'ensure_srgan', 'comparison_grid']
+           'build_vgg', 'receptive_radius', 'tiles', 'tiled_forward', 'super_resolve', 'evaluate_generator', 'test_set',
+           'train_set', 'stage_meta', 'final_path', 'save_final', 'load_final', 'make_sr_step', 'multistep',
+           'validation_set', 'train_srresnet', 'ensure_srresnet', 'load_generator', 'GanWeights', 'make_gan_step',
+           'gan_weights', 'train_gan', 'ensure_srgan', 'comparison_grid']
 
 # %% ../nbs/03_train_sr.ipynb #e4656492
 def pick_device(device: str = 'auto') -> torch.device:  # 'auto', or any torch device string
@@ -346,15 +346,45 @@ def build_vgg(cfg: Profile) -> VGGFeatures:
 # %% ../nbs/03_train_sr.ipynb #0264b0a3
 from .metrics import niqe, psnr
 
+def receptive_radius(G: nn.Module) -> int:
+    "An upper bound of G's receptive-field radius in input pixels: the half-widths of all its convolutions, summed."
+    return sum((m.kernel_size[0] // 2) * m.dilation[0] for m in G.modules() if isinstance(m, nn.Conv2d))
+
+def tiles(h: int, w: int, tile: int, pad: int):
+    "(core, context) boxes (top, left, bottom, right): tile x tile cores covering h x w once, each with `pad` of context."
+    for t in range(0, h, tile):
+        for l in range(0, w, tile):
+            b, r = min(t + tile, h), min(l + tile, w)
+            yield (t, l, b, r), (max(t - pad, 0), max(l - pad, 0), min(b + pad, h), min(r + pad, w))
+
 @torch.no_grad()
-def super_resolve(G: nn.Module, lr: np.ndarray, device: torch.device | str = 'cpu', amp: bool = False) -> np.ndarray:
-    "Run generator `G` on one uint8 LR image, returning the uint8 SR image."
-    device = torch.device(device)
-    x = img2tensor(lr)[None].to(device)
+def tiled_forward(G: nn.Module, x: torch.Tensor,  # (1, 3, h, w) LR in [0, 1], on any device
+                  tile: int,                       # LR size of the part each tile contributes
+                  overlap: int | None = None,      # LR context on each side; None: receptive_radius(G), which is exact
+                  device='cpu', amp: bool = False, progress: bool = False):
+    "Yield (scale, LR core box, SR of that core): G(x) piece by piece, seam-free when overlap covers the receptive field."
+    pad = receptive_radius(G) if overlap is None else overlap
+    boxes = list(tiles(*x.shape[-2:], tile, pad))
+    for (t, l, b, r), (ct, cl, cb, cr) in tqdm(boxes, desc='tiles', leave=False, disable=not progress or len(boxes) < 2):
+        with autocast(torch.device(device), amp): y = G(x[..., ct:cb, cl:cr].to(device))
+        s = y.shape[-1] // (cr - cl)
+        yield s, (t, l, b, r), y[..., (t - ct) * s:(b - ct) * s, (l - cl) * s:(r - cl) * s].float()
+
+@torch.no_grad()
+def super_resolve(G: nn.Module, lr: np.ndarray, device: torch.device | str = 'cpu', amp: bool = False,
+                  tile: int | None = None,     # LR tile size, for bounded memory on large images; None: the whole image
+                  overlap: int | None = None,  # LR context per tile side; None: G's receptive radius (tiles are seam-free)
+                  progress: bool = False,      # a progress bar over the tiles
+                  ) -> np.ndarray:
+    "Run generator `G` on one uint8 LR image, returning the uint8 SR image (built tile by tile when `tile` is given)."
+    x, out = img2tensor(lr)[None], None
     was_training = G.training; G.eval()
-    with autocast(device, amp): y = G(x)
-    G.train(was_training)
-    return tensor2img(y.float())
+    try:
+        for s, (t, l, b, r), y in tiled_forward(G, x, tile or max(x.shape[-2:]), overlap, device, amp, progress):
+            if out is None: out = np.empty((x.shape[-2] * s, x.shape[-1] * s, 3), np.uint8)
+            out[t * s:b * s, l * s:r * s] = tensor2img(y)
+    finally: G.train(was_training)
+    return out
 
 def evaluate_generator(G: nn.Module, test: TestImageDataset, device='cpu', amp=False,
                        metrics: Sequence[str] = ('psnr_y', 'niqe')) -> dict:
@@ -519,11 +549,13 @@ def make_gan_step(G: nn.Module, D: nn.Module, vgg: nn.Module,
     return step
 
 # %% ../nbs/03_train_sr.ipynb #adb5a9f6
+from .models import warn_random_vgg
+
 def gan_weights(cfg: Profile, vgg: VGGFeatures, w_gan: float | None = None) -> GanWeights:
     "The profile's loss weights; the perceptual weight is `w_fea_random` when the VGG19 weights are random."
     random_vgg = getattr(vgg, 'weights_source', '') == 'random'
     if random_vgg and cfg.w_fea_random != cfg.w_fea:
-        warnings.warn(f'VGG19 is random: perceptual weight {cfg.w_fea_random} (w_fea_random) instead of {cfg.w_fea}')
+        warn_random_vgg(f'VGG19 is random: perceptual weight {cfg.w_fea_random} (w_fea_random) instead of {cfg.w_fea}')
     return GanWeights(cfg.w_pix, cfg.w_fea_random if random_vgg else cfg.w_fea, cfg.w_gan if w_gan is None else w_gan)
 
 # %% ../nbs/03_train_sr.ipynb #35301cc2

@@ -1,0 +1,1 @@
+"""Shipped generator weights, one folder per profile (see `ranksrgan_nb.cli.find_weights`)."""

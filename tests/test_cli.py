@@ -1,0 +1,298 @@
+"""The `ranksrgan` command line and the tiled `super_resolve` it runs on."""
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ranksrgan_nb import cli
+from ranksrgan_nb.data import read_image, write_image
+from ranksrgan_nb.metrics import METRICS, Metric, niqe, psnr, ssim
+from ranksrgan_nb.models import RRDBNet, SRResNet
+from ranksrgan_nb.train import receptive_radius, super_resolve, tiled_forward, tiles
+from ranksrgan_nb.data import img2tensor
+
+FIXTURES = Path(__file__).resolve().parent / 'fixtures'
+
+
+def rand_image(h, w, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def assemble(G, x, tile, overlap=None):
+    out = None
+    for s, (t, l, b, r), y in tiled_forward(G, x, tile, overlap):
+        if out is None: out = torch.full((1, 3, x.shape[-2] * s, x.shape[-1] * s), float('nan'))
+        out[..., t * s:b * s, l * s:r * s] = y
+    return out
+
+
+# --- tiles ------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize('h,w,tile,pad', [(37, 53, 16, 5), (16, 16, 16, 3), (5, 70, 8, 40), (1, 1, 4, 2), (33, 17, 32, 0)])
+def test_tiles_cover_every_pixel_once_with_clipped_context(h, w, tile, pad):
+    count = np.zeros((h, w), int)
+    for (t, l, b, r), (ct, cl, cb, cr) in tiles(h, w, tile, pad):
+        count[t:b, l:r] += 1
+        assert b - t <= tile and r - l <= tile
+        assert (ct, cl, cb, cr) == (max(t - pad, 0), max(l - pad, 0), min(b + pad, h), min(r + pad, w))
+    assert (count == 1).all()
+
+
+def test_receptive_radius_counts_half_kernels():
+    assert receptive_radius(SRResNet(nf=8, nb=3, scale=4)) == 1 + 2 * 3 + 1 + 1 + 1 + 1 + 1
+    assert receptive_radius(SRResNet(nf=8, nb=3, scale=2)) == 1 + 2 * 3 + 1 + 1 + 1 + 1
+    assert receptive_radius(torch.nn.Conv2d(3, 3, 5, padding=4, dilation=2)) == 4
+
+
+@pytest.mark.parametrize('model,h,w,tile', [
+    (lambda: SRResNet(nf=16, nb=3, scale=4), 45, 61, 16),      # odd sizes, several tiles, ragged last tiles
+    (lambda: SRResNet(nf=16, nb=3, scale=4), 45, 61, 7),       # a tile smaller than the margin
+    (lambda: SRResNet(nf=8, nb=2, scale=3), 23, 30, 10),
+    (lambda: RRDBNet(nf=8, nb=1, gc=4, scale=4), 29, 31, 12),
+])
+def test_tiled_equals_whole_image(model, h, w, tile):
+    torch.manual_seed(0)
+    G = model().eval()
+    x = img2tensor(rand_image(h, w))[None]
+    with torch.no_grad(): whole = G(x)
+    tiled = assemble(G, x, tile)
+    assert tiled.shape == whole.shape and not tiled.isnan().any()
+    assert (tiled - whole).abs().max() <= 1e-5
+    assert (assemble(G, x, tile, overlap=0) - whole).abs().max() > 1e-5     # without context the seams show
+
+
+def test_super_resolve_tiled_uint8_and_mode_restored():
+    torch.manual_seed(1)
+    G = SRResNet(nf=16, nb=2).train()
+    lr = rand_image(31, 47, seed=3)
+    whole, tiled = super_resolve(G, lr), super_resolve(G, lr, tile=10)
+    assert whole.dtype == tiled.dtype == np.uint8 and whole.shape == (124, 188, 3)
+    assert np.abs(whole.astype(int) - tiled).max() <= 1 and (whole == tiled).mean() > 0.999
+    assert G.training                                                          # back in the mode it was in
+    assert np.array_equal(super_resolve(G, lr, tile=1000), whole)              # a tile larger than the image: one pass
+
+
+# --- weights ----------------------------------------------------------------------------------------------------
+@pytest.fixture
+def shipped(tmp_path, monkeypatch):
+    "A temporary shipped-weights folder holding srgan.pth: an fp16 state dict of a small SRResNet."
+    torch.manual_seed(0)
+    G = SRResNet(nf=16, nb=2)
+    folder = tmp_path / 'weights'; folder.mkdir()
+    torch.save({k: v.half() for k, v in G.state_dict().items()}, folder / 'srgan.pth')
+    monkeypatch.setattr(cli, 'WEIGHTS_DIR', folder)
+    return G
+
+
+def test_shipped_name_lookup_and_errors(shipped, tmp_path):
+    assert cli.find_weights('srgan') == tmp_path / 'weights' / 'srgan.pth'
+    with pytest.raises(FileNotFoundError) as e:
+        cli.find_weights('ranksrgan')
+    assert "the shipped generator 'ranksrgan' is not in this installation" in str(e.value)
+    assert "available here: ['srgan']" in str(e.value)
+    with pytest.raises(FileNotFoundError, match="'esrgan' is neither a file nor a shipped generator"):
+        cli.find_weights('esrgan')
+    with pytest.raises(FileNotFoundError, match='available here: none'):
+        cli.find_weights('srgan', tmp_path / 'empty')
+
+
+def test_the_package_folder_of_shipped_weights():
+    import ranksrgan_nb
+    assert cli.WEIGHTS_DIR == Path(ranksrgan_nb.__file__).parent / 'assets' / 'weights' / 'cpu'
+    assert set(cli.SHIPPED) == {'srresnet', 'srgan', 'ranksrgan'}
+
+
+def test_load_shipped_fp16_generator(shipped):
+    G = cli.load_sr_model('srgan', device='cpu')
+    assert isinstance(G, SRResNet) and not G.training and G.conv_first.weight.dtype == torch.float32
+    assert len(G.recon_trunk) == 2 and G.conv_first.out_channels == 16
+    for k, v in shipped.state_dict().items():
+        assert torch.equal(G.state_dict()[k], v.half().float()), k
+
+
+def layout_state_dict(name):
+    "A state dict with the key names and shapes of a released checkpoint (tests/fixtures), random values."
+    spec = json.loads((FIXTURES / 'official_state_dict_layouts.json').read_text())[name]
+    g = torch.Generator().manual_seed(0)
+    return {k: torch.randn(s, generator=g) if s else torch.tensor(0) for k, s in spec['keys']}, spec['params']
+
+
+@pytest.mark.parametrize('name,arch', [('mmsr.SRResNet(nf=64,nb=16,upscale=4)', SRResNet),
+                                       ('basicsr_old.SRResNet(nf=64,nb=16,norm=None,act=relu,upscale=4)', SRResNet),
+                                       ('mmsr.RRDBNet(nf=64,nb=23,gc=32)', RRDBNet)])
+def test_load_official_layouts(name, arch, tmp_path):
+    sd, n_params = layout_state_dict(name)
+    torch.save({'params': sd}, tmp_path / 'official.pth')                     # wrapped, as BasicSR saves them
+    G = cli.load_sr_model(tmp_path / 'official.pth', device='cpu')
+    assert type(G) is arch and sum(p.numel() for p in G.parameters()) == n_params
+    first = next(k for k in sd if k.endswith('weight'))
+    assert torch.equal(G.conv_first.weight, sd[first])                        # the values were loaded
+
+
+def test_load_stage_result_and_its_errors(tmp_path):
+    G = SRResNet(nf=8, nb=3, scale=2)
+    torch.save({'weights': {'G': G.state_dict(), 'D': {}}, 'meta': {'scale': 2}, 'stage': 'srgan'}, tmp_path / 'final.pth')
+    loaded = cli.load_sr_model(tmp_path / 'final.pth', scale=2, device='cpu')
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in G.state_dict().items())
+    with pytest.raises(ValueError, match='holds a x2 generator, but --scale 4 was asked for'):
+        cli.load_sr_model(tmp_path / 'final.pth', device='cpu')
+    torch.save({'weights': {'R': {}}, 'meta': {}, 'stage': 'ranker'}, tmp_path / 'ranker.pth')
+    with pytest.raises(ValueError, match="stage 'ranker', which holds no generator"):
+        cli.load_sr_model(tmp_path / 'ranker.pth', device='cpu')
+    torch.save({'conv0_0.weight': torch.zeros(1)}, tmp_path / 'disc.pth')
+    with pytest.raises(ValueError, match='not a generator state dict'):
+        cli.load_sr_model(tmp_path / 'disc.pth', device='cpu')
+
+
+# --- ranksrgan sr -----------------------------------------------------------------------------------------------
+def test_sr_command_files_and_folders(shipped, tmp_path, capsys):
+    write_image(tmp_path / 'in' / 'a.png', rand_image(20, 30, 1))
+    write_image(tmp_path / 'in' / 'b.jpg', rand_image(9, 13, 2))
+    write_image(tmp_path / 'c.bmp', rand_image(11, 7, 3))
+    code = cli.main(['sr', str(tmp_path / 'in'), str(tmp_path / 'c.bmp'), '-o', str(tmp_path / 'out'),
+                     '--weights', 'srgan', '--device', 'cpu', '--tile', '8'])
+    assert code == 0 and f'wrote 3 image(s) to {tmp_path / "out"}' in capsys.readouterr().out
+    G = cli.load_sr_model('srgan', device='cpu')
+    for name, src in (('a', tmp_path / 'in' / 'a.png'), ('c', tmp_path / 'c.bmp')):
+        sr = read_image(tmp_path / 'out' / f'{name}.png')
+        assert np.abs(sr.astype(int) - super_resolve(G, read_image(src))).max() <= 1
+    assert read_image(tmp_path / 'out' / 'b.png').shape == (36, 52, 3)
+
+
+def test_sr_command_errors(shipped, tmp_path, capsys):
+    write_image(tmp_path / 'a.png', rand_image(8, 8))
+    assert cli.main(['sr', str(tmp_path / 'missing.png'), '-o', str(tmp_path / 'o'), '--weights', 'srgan']) == 1
+    assert 'ranksrgan sr: error: input not found' in capsys.readouterr().err
+    assert cli.main(['sr', str(tmp_path / 'a.png'), '-o', str(tmp_path), '--weights', 'srgan']) == 1
+    assert 'overwritten by its own result' in capsys.readouterr().err
+    assert cli.main(['sr', str(tmp_path / 'a.png'), '-o', str(tmp_path / 'o'), '--weights', 'ranksrgan']) == 1
+    assert "available here: ['srgan']" in capsys.readouterr().err
+    write_image(tmp_path / 'd' / 'a.jpg', rand_image(8, 8))
+    assert cli.main(['sr', str(tmp_path / 'a.png'), str(tmp_path / 'd'), '-o', str(tmp_path / 'o'), '--weights', 'srgan']) == 1
+    assert "several inputs are named ['a']" in capsys.readouterr().err
+
+
+# --- ranksrgan metrics ------------------------------------------------------------------------------------------
+@pytest.fixture
+def pairs(tmp_path):
+    from ranksrgan_nb.data import sample_images
+    hr = sample_images('test')['chelsea']
+    rng = np.random.default_rng(0)
+    imgs = {}
+    for name, (h, w) in (('cat', (200, 216)), ('dog', (224, 200))):
+        b = hr[:h, :w]
+        a = np.clip(b.astype(int) + rng.integers(-8, 9, b.shape), 0, 255).astype(np.uint8)
+        write_image(tmp_path / 'sr' / f'{name}.png', a); write_image(tmp_path / 'hr' / f'{name}.png', b)
+        imgs[name] = (a, b)
+    return imgs
+
+
+def parse_markdown(out: str) -> dict:
+    lines = [l for l in out.splitlines() if l.startswith('| ')]
+    head = [h.split()[0] for h in lines[0].strip('| ').split(' | ')]
+    return {cells[0]: dict(zip(head[1:], map(float, cells[1:])))
+            for cells in (l.strip('| ').split(' | ') for l in lines[1:])}
+
+
+def test_metrics_command_values_per_image_and_mean(pairs, tmp_path, capsys):
+    assert cli.main(['metrics', '--sr', str(tmp_path / 'sr'), '--hr', str(tmp_path / 'hr'), '--csv', str(tmp_path / 'm.csv')]) == 0
+    out = capsys.readouterr().out
+    assert '| image | psnr ↑ | ssim ↑ | niqe ↓ |' in out
+    table = parse_markdown(out)
+    for name, (a, b) in pairs.items():
+        assert table[name]['psnr'] == pytest.approx(psnr(a, b, crop_border=4, color='y'), abs=1e-4)
+        assert table[name]['ssim'] == pytest.approx(ssim(a, b, crop_border=4, color='y'), abs=1e-4)
+        assert table[name]['niqe'] == pytest.approx(niqe(a, crop_border=4, color='y'), abs=1e-4)
+    mean = table['mean (2 images)']
+    assert mean['psnr'] == pytest.approx((table['cat']['psnr'] + table['dog']['psnr']) / 2, abs=1e-4)
+    rows = list(csv.DictReader(open(tmp_path / 'm.csv')))
+    assert [r['image'] for r in rows] == ['cat', 'dog', 'mean (2 images)'] and list(rows[0]) == ['image', 'psnr', 'ssim', 'niqe']
+    assert float(rows[0]['psnr']) == pytest.approx(psnr(*pairs['cat'], crop_border=4, color='y'), abs=1e-9)
+
+
+def test_metrics_crop_and_no_reference(pairs, tmp_path, capsys):
+    assert cli.main(['metrics', '--sr', str(tmp_path / 'sr'), '--hr', str(tmp_path / 'hr'), '--crop', '0', '--metric', 'psnr']) == 0
+    table = parse_markdown(capsys.readouterr().out)
+    assert table['cat'] == {'psnr': pytest.approx(psnr(*pairs['cat'], crop_border=0, color='y'), abs=1e-4)}
+    assert cli.main(['metrics', '--sr', str(tmp_path / 'sr')]) == 0                        # no HR: no-reference only
+    table = parse_markdown(capsys.readouterr().out)
+    assert set(table['dog']) == {n for n, m in METRICS.items() if not m.full_reference} == {'niqe'}
+
+
+def test_metrics_registered_later_appear(pairs, tmp_path, capsys, monkeypatch):
+    def mean_abs(a, b, crop_border=0):
+        c = crop_border
+        return float(np.abs(a[c:a.shape[0] - c, c:a.shape[1] - c].astype(float) - b[c:b.shape[0] - c, c:b.shape[1] - c]).mean())
+    monkeypatch.setitem(METRICS, 'mean_abs', Metric('mean_abs', mean_abs, False, True))
+    assert cli.main(['metrics', '--sr', str(tmp_path / 'sr'), '--hr', str(tmp_path / 'hr')]) == 0
+    table = parse_markdown(capsys.readouterr().out)
+    assert table['cat']['mean_abs'] == pytest.approx(mean_abs(*pairs['cat'], crop_border=4), abs=1e-4)
+
+
+def test_metrics_pairing_errors(pairs, tmp_path, capsys):
+    sr, hr = str(tmp_path / 'sr'), str(tmp_path / 'hr')
+    write_image(tmp_path / 'sr' / 'owl.png', rand_image(200, 200))
+    assert cli.main(['metrics', '--sr', sr, '--hr', hr]) == 1
+    assert "no HR image in" in (err := capsys.readouterr().err) and "for ['owl']" in err
+    write_image(tmp_path / 'hr' / 'owl.png', rand_image(196, 200))
+    assert cli.main(['metrics', '--sr', sr, '--hr', hr]) == 1
+    assert 'owl.png is 200x200 but' in (err := capsys.readouterr().err) and 'is 200x196' in err
+    (tmp_path / 'sr' / 'owl.png').unlink()
+    assert cli.main(['metrics', '--sr', sr, '--hr', hr]) == 1
+    assert "no SR image in" in capsys.readouterr().err
+    assert cli.main(['metrics', '--sr', sr, '--metric', 'ssim']) == 1
+    assert "['ssim'] need HR images: give --hr" in capsys.readouterr().err
+    assert cli.main(['metrics', '--sr', sr, '--metric', 'lpips']) == 1
+    assert "unknown metric(s) ['lpips']" in capsys.readouterr().err
+    assert cli.main(['metrics', '--sr', str(tmp_path / 'nowhere')]) == 1
+    assert 'input not found' in capsys.readouterr().err
+
+
+def test_metrics_small_image_is_nan_with_a_note(tmp_path, capsys):
+    write_image(tmp_path / 'sr' / 'tiny.png', rand_image(64, 64))
+    assert cli.main(['metrics', '--sr', str(tmp_path / 'sr')]) == 0
+    out, err = capsys.readouterr()
+    assert '| tiny | nan |' in out and 'note: tiny: niqe is NaN: NIQE needs at least 192x192' in err
+
+
+# --- the command itself -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize('args,words', [([], ['sr', 'metrics', 'reproduce']), (['sr'], ['--weights', '--tile', '--scale', '--device', 'OUT_DIR']),
+                                        (['metrics'], ['--sr', '--hr', '--crop', '--csv']),
+                                        (['reproduce'], ['--profile', '--only', '--rerun', '--retrain', '--out'])])
+def test_help_of_each_command(args, words, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(args + ['--help'])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert all(w in out for w in words), out
+
+
+def test_reproduce_is_the_reproduce_command(monkeypatch):
+    seen = {}
+    def fake(argv, prog): seen.update(argv=argv, prog=prog); return 7
+    monkeypatch.setattr('ranksrgan_nb.reproduce.main', fake)
+    assert cli.main(['reproduce', '--profile', 'cpu', '--only', '05', '-p', 'w_R', '0.1']) == 7
+    assert seen == {'argv': ['--profile', 'cpu', '--only', '05', '-p', 'w_R', '0.1'], 'prog': 'ranksrgan reproduce'}
+
+
+def test_module_entry_point_runs():
+    r = subprocess.run([sys.executable, '-m', 'ranksrgan_nb.cli', 'metrics', '--help'], capture_output=True, text=True)
+    assert r.returncode == 0 and 'usage: ranksrgan metrics' in r.stdout
+
+
+def test_readme_library_example_runs(tmp_path, monkeypatch):
+    "The README's 'Use it as a library' code, as written, on a photo and a stand-in for the released checkpoint."
+    readme = (Path(__file__).resolve().parents[1] / 'README.md').read_text()
+    section = readme.split('## Use it as a library', 1)[1]
+    code = section.split('```python\n', 1)[1].split('```', 1)[0]
+    from ranksrgan_nb.data import sample_images
+    monkeypatch.chdir(tmp_path)
+    write_image('photo.png', sample_images('test')['chelsea'][:203, :210])
+    torch.manual_seed(0)
+    torch.save(SRResNet().state_dict(), 'RankSRGAN_NIQE.pth')              # the official file is a flat mmsr state dict
+    exec(compile(code, 'README.md', 'exec'), {})
+    assert read_image('photo_x4.png').shape == (200, 208, 3)

@@ -1,0 +1,186 @@
+"""`reproduce`: strict command line, failed notebooks kept beside good ones, the real run folder, --rerun vs --retrain.
+
+The notebooks run here are tiny ones written by the tests, or `00_config` (about a second); the whole pipeline
+runs in test_notebooks.py.
+"""
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+import ranksrgan_nb
+from ranksrgan_nb import reproduce as R
+from ranksrgan_nb.reproduce import (PIPELINE, StageFailed, check_parameters, main, notebook_parameters, notebooks_dir,
+                                    reproduce, retire, run_notebook, select, stage_folders)
+
+NBS = Path(__file__).resolve().parents[1] / 'nbs'
+
+
+def write_nb(path: Path, *sources: str, params: str | None = None) -> Path:
+    cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    if params is not None:
+        cell = nbformat.v4.new_code_cell(params); cell.metadata['tags'] = ['parameters']; cells.insert(0, cell)
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata['kernelspec'] = {'name': 'python3', 'display_name': 'python3', 'language': 'python'}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def outputs(path: Path) -> str:
+    return ''.join(''.join(o.get('text', '')) for c in nbformat.read(path, 4).cells for o in c.get('outputs', []))
+
+
+# --- which notebooks, which parameters -------------------------------------------------------------------------
+def test_select_names_prefixes_and_files():
+    assert select(None) == select([]) == list(PIPELINE)
+    assert select(['05']) == ['05_train_gan']
+    assert select(['07_evaluate', '00_data.ipynb', 'nbs/03_train_sr.ipynb']) == ['00_data', '03_train_sr', '07_evaluate']
+    assert select(['00']) == ['00_config', '00_data']
+
+
+@pytest.mark.parametrize('bad', [['09'], ['05', 'train_gan'], ['nothing-like-this'], ['06_multi_ranker_x']])
+def test_select_rejects_entries_that_match_nothing(bad):
+    with pytest.raises(ValueError, match='no pipeline notebook has such a name or prefix') as e:
+        select(bad)
+    assert str([b for b in bad if b not in ('05',)]) in str(e.value)
+
+
+def test_notebook_parameters_read_from_the_tagged_cell(tmp_path):
+    nb = write_nb(tmp_path / 'p.ipynb', 'y = x + 1', params="x = 1        # the x\nname = 'a'   # a name")
+    assert notebook_parameters(nb) == {'x': 'the x', 'name': 'a name'}
+    assert notebook_parameters(write_nb(tmp_path / 'q.ipynb', 'x = 1')) == {}
+    p05 = notebook_parameters(NBS / '05_train_gan.ipynb')
+    assert {'profile', 'run_dir', 'fig_dir', 'results_dir', 'w_R', 'device'} <= set(p05) and 'amp' not in p05
+
+
+def test_unknown_parameters_are_an_error_listing_each_notebook():
+    declared = {'00_data': {'profile': '', 'run_dir': ''}, '05_train_gan': {'profile': '', 'w_R': ''}}
+    check_parameters({'w_R': 0.1, 'profile': 'cpu'}, declared)                 # each declared by one of them
+    with pytest.raises(ValueError) as e:
+        check_parameters({'w_R': 0.1, 'amp': False, 'wR': 1}, declared)
+    msg = str(e.value)
+    assert "['amp', 'wR']" in msg and '00_data: profile, run_dir' in msg and '05_train_gan: profile, w_R' in msg
+
+
+def test_a_parameter_of_a_notebook_not_in_the_run_is_unknown(tmp_path):
+    with pytest.raises(ValueError, match=r"(?s)\[.w_R.\].*00_config: \(none\)"):       # 05 declares w_R, 00_config does not
+        reproduce('smoke', only=['00_config'], extra={'w_R': 0.1}, out=tmp_path, log=lambda s: None)
+    assert not (tmp_path / 'runs').exists()                                   # checked before anything is created
+
+
+def test_main_reports_unknown_names_and_notebooks(capsys, tmp_path):
+    assert main(['--only', '00_config', '-p', 'amp', 'false', '--out', str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith('error: ') and "declares the parameter(s) ['amp']" in err and '00_config' in err
+    assert main(['--only', '05', 'nope', '--out', str(tmp_path)]) == 1
+    assert "--only ['nope']" in capsys.readouterr().err
+    assert main(['-p', 'profile', 'cpu', '--out', str(tmp_path)]) == 1
+    assert 'choose the profile with --profile cpu' in capsys.readouterr().err
+
+
+# --- one notebook ------------------------------------------------------------------------------------------------
+def test_failed_notebook_is_kept_beside_the_last_good_one(tmp_path):
+    out = tmp_path / 'runs' / 'toy.ipynb'
+    run_notebook(write_nb(tmp_path / 'toy.ipynb', "print('good run')"), out, {})
+    with pytest.raises(StageFailed) as e:
+        run_notebook(write_nb(tmp_path / 'toy.ipynb', "print('bad run')", '1 / 0'), out, {})
+    failed = tmp_path / 'runs' / 'toy.failed.ipynb'
+    assert 'toy.ipynb: cell 1 (In [2]) raised ZeroDivisionError' in str(e.value) and str(failed) in str(e.value)
+    assert 'good run' in outputs(out) and 'bad run' in outputs(failed)      # the good one is untouched
+    assert sorted(p.name for p in out.parent.iterdir()) == ['toy.failed.ipynb', 'toy.ipynb']
+    run_notebook(write_nb(tmp_path / 'toy.ipynb', "print('fixed')"), out, {})
+    assert 'fixed' in outputs(out) and not failed.exists()                    # a success clears the stale failure
+
+
+def test_only_declared_parameters_are_injected(tmp_path):
+    nb = write_nb(tmp_path / 'p.ipynb', 'print(x, "y" in globals())', params='x = 1  # x')
+    run_notebook(nb, tmp_path / 'out.ipynb', {'x': 5, 'y': 2, 'z': None})
+    assert '5 False' in outputs(tmp_path / 'out.ipynb')
+
+
+# --- the run ----------------------------------------------------------------------------------------------------
+def test_run_dir_given_with_p_is_the_run_folder(tmp_path):
+    logs = []
+    (r,) = reproduce('smoke', only=['00_config'], extra={'run_dir': str(tmp_path / 'mine')}, out=tmp_path / 'base',
+                     log=logs.append)
+    run = (tmp_path / 'mine').resolve()
+    assert r.status == 'ok' and r.output == run / 'notebooks' / '00_config.ipynb' and r.output.exists()
+    assert json.loads((run / 'reproduce.json').read_text())['00_config']['status'] == 'ok'
+    assert str(run) in logs[0] and f'executed notebooks in {run / "notebooks"}' in logs[-1]
+    assert not (tmp_path / 'base' / 'runs').exists() and (tmp_path / 'base' / 'figures' / 'smoke').is_dir()
+    with pytest.raises(ValueError, match='run_dir is given twice'):
+        reproduce('smoke', run_dir=tmp_path / 'a', extra={'run_dir': str(tmp_path / 'b')}, out=tmp_path)
+
+
+def test_out_holds_runs_figures_results(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)                                               # not inside a clone
+    assert main(['--only', '00_config']) == 0
+    assert (tmp_path / 'runs' / 'smoke' / 'notebooks' / '00_config.ipynb').exists()
+    assert all((tmp_path / d / 'smoke').is_dir() for d in ('figures', 'results'))
+    assert f'run folder {tmp_path.resolve() / "runs" / "smoke"}' in capsys.readouterr().out
+
+
+def test_rerun_executes_again_and_keeps_stages(tmp_path, capsys):
+    args = ['--only', '00_config', '--out', str(tmp_path)]
+    run = tmp_path / 'runs' / 'smoke'
+    assert main(args) == 0
+    (run / 'srresnet').mkdir(); (run / 'srresnet' / 'final.pth').write_text('trained')
+    capsys.readouterr()
+    assert main(args) == 0 and 'skipped (done' in capsys.readouterr().out
+    assert main(args + ['--rerun']) == 0
+    out = capsys.readouterr().out
+    assert '00_config        ok' in out and 'skipped (done' not in out
+    assert (run / 'srresnet' / 'final.pth').read_text() == 'trained'             # --rerun never retrains
+
+
+def test_retrain_moves_stages_aside_and_reruns(tmp_path, capsys):
+    args = ['--only', '00_config', '--out', str(tmp_path)]
+    run = tmp_path / 'runs' / 'smoke'
+    assert main(args) == 0
+    for s in ('srresnet', 'ranker'): (run / s).mkdir(); (run / s / 'final.pth').write_text(s)
+    assert main(args + ['--retrain', 'srgan']) == 1
+    assert "--retrain ['srgan']: no such stage folder" in capsys.readouterr().err and (run / 'ranker').exists()
+    assert main(args + ['--retrain', 'ranker']) == 0
+    out = capsys.readouterr().out
+    assert 'retrain: moved ranker' in out and '00_config        ok' in out
+    assert stage_folders(run) == ['srresnet']
+    (old,) = (run / 'retired').glob('*/ranker')
+    assert (old / 'final.pth').read_text() == 'ranker'                          # nothing deleted
+    assert main(args + ['--retrain']) == 0 and stage_folders(run) == []         # no names: every stage
+
+
+def test_retire_unknown_and_empty(tmp_path):
+    assert retire(tmp_path) == []
+    with pytest.raises(ValueError, match=r"there are: \[\]"):
+        retire(tmp_path, ['srresnet'])
+
+
+# --- where the notebooks are ------------------------------------------------------------------------------------
+def test_notebooks_dir_in_a_clone_and_in_a_wheel(tmp_path, monkeypatch):
+    assert notebooks_dir() == NBS
+    pkg = tmp_path / 'site-packages' / 'ranksrgan_nb'
+    for n in PIPELINE: write_nb(pkg / 'notebooks' / f'{n}.ipynb', 'pass')
+    monkeypatch.setattr(ranksrgan_nb, '__file__', str(pkg / '__init__.py'))
+    assert notebooks_dir() == pkg / 'notebooks'                                 # a wheel: the packaged copies
+    (pkg / 'notebooks' / '04_ranker.ipynb').unlink()
+    with pytest.raises(FileNotFoundError, match='no pipeline notebooks in'):
+        notebooks_dir()
+
+
+def test_one_thread_for_smoke_kernels_unless_the_environment_says(tmp_path, monkeypatch):
+    import os
+    nb = write_nb(tmp_path / 'p.ipynb', 'import os; print(os.environ.get("OMP_NUM_THREADS"))')
+    monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
+    run_notebook(nb, tmp_path / 'a.ipynb', {}, threads=1)
+    assert outputs(tmp_path / 'a.ipynb') == '1\n' and 'OMP_NUM_THREADS' not in os.environ
+    run_notebook(nb, tmp_path / 'b.ipynb', {})
+    assert outputs(tmp_path / 'b.ipynb') == 'None\n'
+    monkeypatch.setenv('OMP_NUM_THREADS', '3')
+    run_notebook(nb, tmp_path / 'c.ipynb', {}, threads=1)
+    assert outputs(tmp_path / 'c.ipynb') == '3\n'
+    seen = []
+    monkeypatch.setattr(R, 'run_notebook', lambda *a, threads=None: seen.append(threads) or 0.0)
+    for profile in ('smoke', 'cpu'): reproduce(profile, only=['00_config'], out=tmp_path / profile, log=lambda s: None)
+    assert seen == [1, None]
