@@ -17,13 +17,13 @@ import torch
 import torch.nn.functional as F
 from scipy.special import gamma as _gamma
 
-from .data import ROUNDING_SLACK, _resize_band, _stripe_rows, _to_rgb, imresize, resize_taps, rgb_to_y
+from .data import ROUNDING_SLACK, resize_band, stripe_rows, to_rgb, imresize, resize_taps, rgb_to_y
 
 # %% auto #0
 __all__ = ['GRAY_WEIGHTS', 'NIQE_BLOCK', 'MSCN_ZERO', 'AGGD_GRID', 'SHIFTS', 'NIQE_FEATURE_NAMES', 'METRICS', 'luma', 'psnr',
-           'gaussian_kernel1d', 'Scratch', 'sep_filter', 'ssim', 'niqe_min_size', 'niqe_luma', 'mscn', 'grid_argmin',
-           'aggd_fit', 'block_features', 'niqe_features', 'niqe_features_striped', 'niqe_pristine_params',
-           'mvg_distance', 'niqe', 'sharpness', 'Metric', 'register_metric', 'get_metric', 'orient']
+           'gaussian_kernel1d', 'sep_filter', 'ssim', 'niqe_min_size', 'niqe_luma', 'niqe_pristine_params',
+           'mvg_distance', 'grid_argmin', 'Scratch', 'aggd_fit', 'mscn', 'block_features', 'niqe_features',
+           'niqe_features_striped', 'niqe', 'sharpness', 'Metric', 'register_metric', 'get_metric', 'orient']
 
 # %% ../nbs/01_metrics.ipynb #4436e7f9
 def _check_unit_range(t: torch.Tensor, name: str = 'img') -> None:
@@ -37,7 +37,11 @@ def _check_unit_range(t: torch.Tensor, name: str = 'img') -> None:
         raise ValueError(f'{name}: a float tensor must be in [0, 1], got values {lo:g}..{hi:g}; {hint}')
 
 # %% ../nbs/01_metrics.ipynb #ceb45b28
-GRAY_WEIGHTS = (0.298936021293775, 0.587043074451121, 0.114020904255103)  # MATLAB rgb2gray
+def _size(img, crop: int = 0) -> tuple[int, int]:
+    "(H, W) of an array or a tensor after removing `crop` pixels from every border."
+    s = img.shape[-2:] if isinstance(img, torch.Tensor) else np.shape(img)[:2]
+    if len(s) < 2: raise ValueError(f'expected an image (HxWx3 array or (B,3,H,W) tensor), got shape {tuple(np.shape(img))}')
+    return max(s[0] - 2 * crop, 0), max(s[1] - 2 * crop, 0)
 
 def _quantise(img,                # uint8 HxWx3 array, or float (B,3,H,W) tensor in [0,1]
               name: str = 'img',  # argument name for error messages
@@ -62,14 +66,11 @@ def _quantise(img,                # uint8 HxWx3 array, or float (B,3,H,W) tensor
     if a.dtype != np.uint8:
         raise TypeError(f'{name}: expected a uint8 HxWx3 array (or a float (B,3,H,W) tensor), got a {a.dtype} array; '
                         'convert a float image in [0, 1] with np.round(x * 255).astype(np.uint8)')
-    a = _to_rgb(a[crop + r0:crop + r1, crop:crop + W])  # gray repeated to 3 channels, alpha dropped, as data.read_image
+    a = to_rgb(a[crop + r0:crop + r1, crop:crop + W])  # gray repeated to 3 channels, alpha dropped, as data.read_image
     return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None], True
 
-def _size(img, crop: int = 0) -> tuple[int, int]:
-    "(H, W) of an array or a tensor after removing `crop` pixels from every border."
-    s = img.shape[-2:] if isinstance(img, torch.Tensor) else np.shape(img)[:2]
-    if len(s) < 2: raise ValueError(f'expected an image (HxWx3 array or (B,3,H,W) tensor), got shape {tuple(np.shape(img))}')
-    return max(s[0] - 2 * crop, 0), max(s[1] - 2 * crop, 0)
+# %% ../nbs/01_metrics.ipynb #754c28d4
+GRAY_WEIGHTS = (0.298936021293775, 0.587043074451121, 0.114020904255103)  # MATLAB rgb2gray
 
 def luma(q: torch.Tensor,      # (B,3,H,W) of integers 0..255 (from _quantise)
          color: str = 'y',     # 'y', 'gray' or 'rgb'
@@ -91,6 +92,7 @@ def luma(q: torch.Tensor,      # (B,3,H,W) of integers 0..255 (from _quantise)
     if torch.isnan(out.sum()): raise ValueError(f'{name} contains NaN')  # a sum is NaN iff an entry is (all finite else)
     return out
 
+# %% ../nbs/01_metrics.ipynb #c39401bb
 def _result(out: torch.Tensor, was_array: bool, like=None):
     "A float for one array; the (B,) tensor on the input's device otherwise (float32 on MPS)."
     if was_array: return float(out[0])
@@ -111,11 +113,12 @@ def _pair(a, b, crop_border: int, color: str, rows: tuple[int, int] | None = Non
         raise ValueError(f'crop_border={crop_border} leaves nothing of a {_size(a)} (HxW) image')
     return luma(qa, color, False, 'a'), luma(qb, color, False, 'b').to(qa.device), arr_a
 
+# %% ../nbs/01_metrics.ipynb #ed0cdaf1
 def _row_sums(a, b, crop_border: int, color: str, fn, halo: int = 0) -> tuple[torch.Tensor, bool]:
     "Row sums (B, C, rows) of fn(x, y) over the cropped pair, made in stripes of rows; fn maps h rows to h - halo rows."
     (H, W), n = _size(a, crop_border), 3 if color == 'rgb' else 1
     rows = max(H - halo, 1)
-    step = _stripe_rows((a.shape[0] if isinstance(a, torch.Tensor) else 1) * n * W, rows)
+    step = stripe_rows((a.shape[0] if isinstance(a, torch.Tensor) else 1) * n * W, rows)
     parts = [fn(*_pair(a, b, crop_border, color, (o, min(o + step, rows) + halo))[:2]).sum(-1) for o in range(0, rows, step)]
     return torch.cat(parts, -1), not isinstance(a, torch.Tensor)
 
@@ -127,43 +130,31 @@ def psnr(a,                   # uint8 HxWx3 array, or float (B,3,H,W) tensor in 
     "PSNR in dB as SR papers compute it: uint8 pixels, Y (unrounded) or RGB, borders cropped."
     s, was_array = _row_sums(a, b, crop_border, color, lambda x, y: (x - y).pow(2))
     mse = s.sum((1, 2)) / (s.shape[1] * s.shape[2] * _size(a, crop_border)[1])      # MSE = sum (x - y)^2 / (H W C)
-    return _result(10 * torch.log10(255.0 ** 2 / mse), was_array, a)
+    return _result(10 * torch.log10(255.0 ** 2 / mse), was_array, a)                 # PSNR = 10 log10(255^2 / MSE)
 
-# %% ../nbs/01_metrics.ipynb #42484359
+# %% ../nbs/01_metrics.ipynb #488852b5
 def gaussian_kernel1d(size: int, sigma: float) -> np.ndarray:
     "The normalised 1-D Gaussian whose outer product is MATLAB's fspecial('gaussian', size, sigma)."
     x = np.arange(size) - (size - 1) / 2
     g = np.exp(-x ** 2 / (2 * sigma ** 2))
     return g / g.sum()
 
-class Scratch(dict):
-    "Reusable scratch tensors by name: `get` returns the stored one if its shape matches (big CPU allocations are slow)."
-    def get(self, name: str, shape, like: torch.Tensor) -> torch.Tensor:
-        t = dict.get(self, name)
-        if t is None or t.shape != torch.Size(shape) or t.dtype != like.dtype or t.device != like.device:
-            t = self[name] = like.new_empty(shape)
-        return t
-
+# %% ../nbs/01_metrics.ipynb #eeb34d93
 def sep_filter(x: torch.Tensor,       # (N,H,W)
                k: np.ndarray,         # odd, symmetric 1-D kernel
                replicate: bool = True,  # True: MATLAB imfilter(..., 'replicate'), same size; False: 'valid' part
-               ws: Scratch | None = None,  # scratch buffers to reuse (the result then lives in ws['sep_out'])
                ) -> torch.Tensor:
-    "Correlate with the separable kernel k'*k by shifted adds (exact symmetric pairs; fast in float64)."
-    ws = Scratch() if ws is None else ws
+    "Correlate with the separable kernel k'*k by adding symmetric pairs of shifted copies, rows then columns."
     r = len(k) // 2
     if replicate: x = F.pad(x[:, None], (r, r, r, r), mode='replicate')[:, 0]
     H, W = x.shape[-2] - 2 * r, x.shape[-1] - 2 * r
-    h = torch.mul(x[..., r:r + W], float(k[r]), out=ws.get('sep_h', (x.shape[0], H + 2 * r, W), x))  # rows
-    tmp = ws.get('sep_tmp', h.shape, x)
-    for j in range(r):
-        torch.add(x[..., j:j + W], x[..., 2 * r - j:2 * r - j + W], out=tmp); h.add_(tmp, alpha=float(k[j]))
-    out = torch.mul(h[..., r:r + H, :], float(k[r]), out=ws.get('sep_out', (x.shape[0], H, W), x))  # columns
-    tmp = tmp[..., :H, :]
-    for j in range(r):
-        torch.add(h[..., j:j + H, :], h[..., 2 * r - j:2 * r - j + H, :], out=tmp); out.add_(tmp, alpha=float(k[j]))
+    h = x[..., r:r + W] * float(k[r])                                                        # rows
+    for j in range(r): h.add_(x[..., j:j + W] + x[..., 2 * r - j:2 * r - j + W], alpha=float(k[j]))
+    out = h[..., r:r + H, :] * float(k[r])                                                   # then columns
+    for j in range(r): out.add_(h[..., j:j + H, :] + h[..., 2 * r - j:2 * r - j + H, :], alpha=float(k[j]))
     return out
 
+# %% ../nbs/01_metrics.ipynb #42484359
 _K11 = gaussian_kernel1d(11, 1.5)
 
 def _ssim_map(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # float64 (B,C,h,W) each -> (B,C,h-10,W-10)
@@ -174,7 +165,7 @@ def _ssim_map(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # float64 (B,C
     mx, my = s[:n], s[n:2 * n]
     vx, vy, cxy = s[2 * n:3 * n] - mx * mx, s[3 * n:4 * n] - my * my, s[4 * n:] - mx * my
     C1, C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    m = (2 * mx * my + C1) * (2 * cxy + C2) / ((mx * mx + my * my + C1) * (vx + vy + C2))
+    m = (2 * mx * my + C1) * (2 * cxy + C2) / ((mx * mx + my * my + C1) * (vx + vy + C2))   # SSIM(x, y) per pixel
     return m.view(B, C, h - 10, W - 10)
 
 def ssim(a,                    # uint8 HxWx3 array, or float (B,3,H,W) tensor in [0,1]
@@ -205,6 +196,7 @@ def _niqe_size(img, crop_border: int, color: str) -> tuple[int, int]:
                          f'got {H}x{W} (HxW)')
     return H // b * b, W // b * b
 
+# %% ../nbs/01_metrics.ipynb #25a57729
 def niqe_luma(img,                  # uint8 HxWx3 array, or float (B,3,H,W) tensor in [0,1]
               crop_border: int = 0, # pixels shaved from each border before NIQE (PIRM labels: 4)
               color: str = 'y',     # 'y' (BT.601 Y, rounded) or 'gray' (MATLAB rgb2gray, rounded)
@@ -214,32 +206,9 @@ def niqe_luma(img,                  # uint8 HxWx3 array, or float (B,3,H,W) tens
     q, was_array = _quantise(img, 'img', crop_border, NIQE_BLOCK)
     return luma(q, color), was_array
 
-# %% ../nbs/01_metrics.ipynb #b7bcb699
+# %% ../nbs/01_metrics.ipynb #2a83b3ec
 MSCN_ZERO = 1e-10  # |I - mu| up to this (grey levels) is floating-point noise of a flat/linear region: set to 0
 _K7 = gaussian_kernel1d(7, 7 / 6)
-
-def mscn(y: torch.Tensor,  # float64 (B,1,H,W), 0..255
-         ws: Scratch | None = None,  # scratch buffers to reuse (the results then live in ws until its next use)
-         halo: bool = False,  # y holds 3 extra rows above and below (a stripe and its neighbours'); not returned
-         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    "Step 2: MSCN coefficients (I - mu)/(sigma + 1), with the local mean mu and deviation sigma; each (B,1,H,W)."
-    ws = Scratch() if ws is None else ws
-    x = y[:, 0]
-    r = len(_K7) // 2
-    p = 0 if halo else r                                               # rows still to replicate at top and bottom
-    n, h, W = x.shape
-    H = h + 2 * p - 2 * r                                              # output rows
-    buf = ws.get('mscn_pad', (2 * n, H + 2 * r, W + 2 * r), x)        # [I, I^2] with replicated borders
-    c = buf[:, p:p + h, r:W + r]
-    c[:n] = x; torch.mul(x, x, out=c[n:])
-    buf[:, p:p + h, :r] = buf[:, p:p + h, r:r + 1]; buf[:, p:p + h, W + r:] = buf[:, p:p + h, W + r - 1:W + r]
-    if p: buf[:, :r] = buf[:, r:r + 1]; buf[:, H + r:] = buf[:, H + r - 1:H + r]
-    both = sep_filter(buf, _K7, replicate=False, ws=ws)
-    x = x[:, r - p:r - p + H]
-    mu, t = both[:n], ws.get('mscn_t', x.shape, x)
-    sigma = both[n:].addcmul_(mu, mu, value=-1).abs_().sqrt_()         # sqrt(|w * I^2 - mu^2|)
-    d = F.hardshrink(torch.sub(x, mu, out=t), MSCN_ZERO)               # flat/linear regions: exactly 0
-    return d.div_(torch.add(sigma, 1, out=t))[:, None], mu[:, None], sigma[:, None]
 
 # %% ../nbs/01_metrics.ipynb #aa1aebae
 AGGD_GRID = np.arange(200, 10001) / 1000.0  # MATLAB's gam = 0.2:0.001:10
@@ -253,6 +222,42 @@ def _aggd_tables(device: torch.device) -> dict[str, torch.Tensor]:
     t = lambda a: torch.as_tensor(a, dtype=torch.float64, device=device)
     return {'alpha': t(AGGD_GRID), 'rho': t(rho), 'beta': t(np.sqrt(g1 / g3)), 'eta': t(g2 / g1)}
 
+# %% ../nbs/01_metrics.ipynb #0dfc5466
+SHIFTS = ((0, 1), (1, 0), (1, 1), (1, -1))  # MATLAB circshift offsets of the 4 neighbours
+NIQE_FEATURE_NAMES = [f'{p}{s}' for s in ('', '@2') for p in
+                      ['alpha', 'beta'] + [f'{q}_{d}' for d in ('h', 'v', 'd1', 'd2') for q in ('alpha', 'eta', 'beta_l', 'beta_r')]]
+
+# %% ../nbs/01_metrics.ipynb #3acdb549
+@functools.lru_cache(maxsize=1)
+def niqe_pristine_params() -> tuple[np.ndarray, np.ndarray]:
+    "The pristine MVG of the MATLAB NIQE release: mu (36,), cov (36, 36). Package data (see assets/README.md)."
+    ref = resources.files('ranksrgan_nb').joinpath('assets', 'niqe_pris_params.npz')
+    with resources.as_file(ref) as p, np.load(p) as d:
+        mu, cov = d['mu_pris_param'].astype(np.float64).ravel(), d['cov_pris_param'].astype(np.float64)
+    mu.setflags(write=False); cov.setflags(write=False)
+    return mu, cov
+
+# %% ../nbs/01_metrics.ipynb #c268905f
+def mvg_distance(f: torch.Tensor,    # (B, blocks, 36) features, NaN allowed
+                 mu_p: np.ndarray,   # (36,) pristine mean
+                 cov_p: np.ndarray,  # (36, 36) pristine covariance
+                 ) -> torch.Tensor:  # (B,) distances; NaN where the image's MVG is undefined
+    "Step 5: sqrt((mu_p - mu)' pinv((cov_p + cov)/2) (mu_p - mu)), with MATLAB's nanmean and nancov."
+    nan = torch.isnan(f)
+    mu = torch.where(nan, 0, f).sum(1) / (~nan).sum(1)                  # nanmean
+    ok = ~nan.any(-1)                                                   # nancov: complete blocks only
+    n = ok.sum(1)
+    m = torch.where(ok[..., None], f, 0).sum(1) / n[:, None]
+    xc = torch.where(ok[..., None], f - m[:, None], 0)
+    cov = xc.transpose(1, 2) @ xc / (n - 1).clamp(min=1)[:, None, None]
+    mp, cp = torch.tensor(mu_p, dtype=f.dtype, device=f.device), torch.tensor(cov_p, dtype=f.dtype, device=f.device)
+    bad = torch.isnan(cov).flatten(1).any(1) | torch.isnan(mu).any(1)
+    d = torch.where(bad[:, None], 0, mp - mu)
+    S = torch.where(bad[:, None, None], cp, (cp + cov) / 2)
+    D2 = torch.einsum('bi,bij,bj->b', d, torch.linalg.pinv(S), d)        # Eq. 10, squared
+    return torch.where(bad, torch.nan, D2.clamp(min=0).sqrt())
+
+# %% ../nbs/01_metrics.ipynb #6a8e3372
 def grid_argmin(x: torch.Tensor,    # values to match (any shape)
                 r: torch.Tensor,    # strictly increasing table
                 ) -> torch.Tensor:  # int64 indices, shape of x
@@ -263,6 +268,16 @@ def grid_argmin(x: torch.Tensor,    # values to match (any shape)
     idx = torch.where((r[hi] - xs) ** 2 < (r[lo] - xs) ** 2, hi, lo)  # a tie keeps the first index
     return torch.where(torch.isfinite(xs), idx, torch.zeros_like(idx)).view(x.shape)
 
+# %% ../nbs/01_metrics.ipynb #e84c8261
+class Scratch(dict):
+    "Reusable scratch tensors by name: `get` returns the stored one if its shape matches (big CPU allocations are slow)."
+    def get(self, name: str, shape, like: torch.Tensor) -> torch.Tensor:
+        t = dict.get(self, name)
+        if t is None or t.shape != torch.Size(shape) or t.dtype != like.dtype or t.device != like.device:
+            t = self[name] = like.new_empty(shape)
+        return t
+
+# %% ../nbs/01_metrics.ipynb #3ee5b762
 def _aggd_moments(v: torch.Tensor, ws: Scratch | None = None) -> tuple[torch.Tensor, ...]:
     "Sums over the last dim: squares of negatives, all squares, |v|, and the counts of negatives and positives."
     tmp = (Scratch() if ws is None else ws).get('moments', v.shape, v)
@@ -274,10 +289,7 @@ def _aggd_moments(v: torch.Tensor, ws: Scratch | None = None) -> tuple[torch.Ten
     n_nonzero, n_diff = (torch.linalg.vector_norm(sg, 2, -1) ** 2).round_(), sg.sum(-1)  # exact integers
     return sq_neg, sq, s_abs, (n_nonzero - n_diff) / 2, (n_nonzero + n_diff) / 2
 
-def _aggd_fit(v: torch.Tensor, ws: Scratch | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    "Grid index of alpha, sigma_l and sigma_r of the moment-matching AGGD fit over the last dim."
-    return _aggd_solve(*_aggd_moments(v, ws), n=v.shape[-1])
-
+# %% ../nbs/01_metrics.ipynb #fd62de7e
 def _aggd_solve(sq_neg, sq, s_abs, n_neg, n_pos, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     "The fit from the moments of n samples: grid index of alpha, sigma_l, sigma_r."
     sigma_l = torch.sqrt(sq_neg / n_neg)                             # NaN when there is no negative value
@@ -289,16 +301,33 @@ def _aggd_solve(sq_neg, sq, s_abs, n_neg, n_pos, n: int) -> tuple[torch.Tensor, 
 
 def aggd_fit(v: torch.Tensor,  # (..., n) samples
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    "Step 3: moment-matching AGGD fit on MATLAB's grid: (alpha, beta_l, beta_r), each (...)."
-    i, sigma_l, sigma_r = _aggd_fit(v)
+    "Step 3, fast: the moment-matching AGGD fit on MATLAB's grid, (alpha, beta_l, beta_r), each (...)."
+    i, sigma_l, sigma_r = _aggd_solve(*_aggd_moments(v), n=v.shape[-1])
     T = _aggd_tables(v.device)
     return T['alpha'][i], sigma_l * T['beta'][i], sigma_r * T['beta'][i]
 
-# %% ../nbs/01_metrics.ipynb #0dfc5466
-SHIFTS = ((0, 1), (1, 0), (1, 1), (1, -1))  # MATLAB circshift offsets of the 4 neighbours
-NIQE_FEATURE_NAMES = [f'{p}{s}' for s in ('', '@2') for p in
-                      ['alpha', 'beta'] + [f'{q}_{d}' for d in ('h', 'v', 'd1', 'd2') for q in ('alpha', 'eta', 'beta_l', 'beta_r')]]
+# %% ../nbs/01_metrics.ipynb #b7bcb699
+def mscn(y: torch.Tensor,  # float64 (B,1,H,W), 0..255
+         ws: Scratch | None = None,  # scratch buffers to reuse (the results then live in ws until its next use)
+         halo: bool = False,  # y holds 3 extra rows above and below (a stripe and its neighbours'); not returned
+         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "Step 2, fast: MSCN coefficients (I - mu)/(sigma + 1), with the local mean mu and deviation sigma; each (B,1,H,W)."
+    ws, x, r = Scratch() if ws is None else ws, y[:, 0], len(_K7) // 2
+    p = 0 if halo else r                                               # rows still to replicate at top and bottom
+    (n, h, W), H = x.shape, x.shape[1] + 2 * p - 2 * r                 # output rows H
+    buf = ws.get('mscn_pad', (2 * n, H + 2 * r, W + 2 * r), x)        # [I, I^2] with replicated borders
+    c = buf[:, p:p + h, r:W + r]
+    c[:n] = x; torch.mul(x, x, out=c[n:])
+    buf[:, p:p + h, :r] = buf[:, p:p + h, r:r + 1]; buf[:, p:p + h, W + r:] = buf[:, p:p + h, W + r - 1:W + r]
+    if p: buf[:, :r] = buf[:, r:r + 1]; buf[:, H + r:] = buf[:, H + r - 1:H + r]
+    both = sep_filter(buf, _K7, replicate=False)
+    x = x[:, r - p:r - p + H]
+    mu, t = both[:n], ws.get('mscn_t', x.shape, x)
+    sigma = both[n:].addcmul_(mu, mu, value=-1).abs_().sqrt_()         # sqrt(|w * I^2 - mu^2|)
+    d = F.hardshrink(torch.sub(x, mu, out=t), MSCN_ZERO)               # flat/linear regions: exactly 0
+    return d.div_(torch.add(sigma, 1, out=t))[:, None], mu[:, None], sigma[:, None]
 
+# %% ../nbs/01_metrics.ipynb #00c6e335
 def _circshift_mul(X: torch.Tensor, di: int, dj: int, out: torch.Tensor) -> None:
     "out = X .* circshift(X, [di dj]) over the last two dims (MATLAB: B(i,j) = A(i-di, j-dj)), without copying X."
     b = X.shape[-1]
@@ -308,18 +337,16 @@ def _circshift_mul(X: torch.Tensor, di: int, dj: int, out: torch.Tensor) -> None
     for ro, ri in part[di]:
         for co, ci in part[dj]: torch.mul(X[..., ro, co], X[..., ri, ci], out=out[..., ro, co])
 
+# %% ../nbs/01_metrics.ipynb #0dfc5467
 def block_features(s: torch.Tensor,  # MSCN (B,1,H,W), H and W multiples of b
                    b: int,           # block size at this scale
                    ws: Scratch | None = None,  # scratch buffers to reuse across calls
                    ) -> torch.Tensor:  # (B, blocks, 18), blocks in row-major order
-    "Step 4: the 18 AGGD features of every b x b block."
-    ws = Scratch() if ws is None else ws
-    B, _, H, W = s.shape
-    nb = (H // b) * (W // b)
-    X = ws.get('blocks', (B, nb, b, b), s)                               # the MSCN cut into blocks
+    "Step 4, fast: the 18 AGGD features of every b x b block."
+    ws, (B, _, H, W) = Scratch() if ws is None else ws, s.shape
+    X = ws.get('blocks', (B, (H // b) * (W // b), b, b), s)             # the MSCN cut into blocks
     X.view(B, H // b, W // b, b, b).copy_(s.reshape(B, H // b, b, W // b, b).permute(0, 1, 3, 2, 4))
-    pair = ws.get('pair', X.shape, s)
-    moments = [_aggd_moments(X.flatten(-2), ws)]
+    pair, moments = ws.get('pair', X.shape, s), [_aggd_moments(X.flatten(-2), ws)]
     for di, dj in SHIFTS:                                                # one product at a time: it stays in cache
         _circshift_mul(X, di, dj, pair)
         moments.append(_aggd_moments(pair.flatten(-2), ws))
@@ -328,12 +355,13 @@ def block_features(s: torch.Tensor,  # MSCN (B,1,H,W), H and W multiples of b
     alpha, bl, br = T['alpha'][i], sl * T['beta'][i], sr * T['beta'][i]
     f = torch.stack([alpha, (br - bl) * T['eta'][i], bl, br], -1)       # (alpha, eta, beta_l, beta_r) per fit
     f[0, ..., 1] = (bl[0] + br[0]) / 2                                   # the MSCN fit: (alpha, mean beta)
-    return f.permute(1, 2, 0, 3).reshape(B, nb, 20)[..., [0, 1] + list(range(4, 20))]
+    return f.permute(1, 2, 0, 3).reshape(B, X.shape[1], 20)[..., [0, 1] + list(range(4, 20))]
 
+# %% ../nbs/01_metrics.ipynb #ce8b258c
 def niqe_features(y: torch.Tensor,  # (B,1,H,W) from niqe_luma (0..255, whole blocks)
                   ws: Scratch | None = None,  # scratch buffers to reuse across calls
                   ) -> torch.Tensor:  # (B, blocks, 36)
-    "Steps 2-4 at two scales: the 36 NIQE features of every 96x96 block."
+    "Steps 2-4 at two scales, fast: the 36 NIQE features of every 96x96 block."
     feats = []
     for scale in (1, 2):
         sws = Scratch() if ws is None else ws.setdefault(scale, Scratch())  # one set of buffers per scale
@@ -351,7 +379,7 @@ def niqe_features_striped(img,                  # uint8 HxWx3 array, or float (B
     (Hb, Wb), b, r = _niqe_size(img, crop_border, color), NIQE_BLOCK, len(_K7) // 2
     ws = Scratch() if ws is None else ws
     (c2, w2), taps_w = resize_taps(Hb, 0.5), resize_taps(Wb, 0.5)
-    step, out = _stripe_rows(b * Wb, Hb // b), []
+    step, out = stripe_rows(b * Wb, Hb // b), []
     for k in range(0, Hb // b, step):
         r0, r1 = k * b, min(k + step, Hb // b) * b
         rows1 = np.clip(np.arange(r0 - r, r1 + r), 0, Hb - 1)               # the stripe and its halo, scale 1
@@ -359,40 +387,10 @@ def niqe_features_striped(img,                  # uint8 HxWx3 array, or float (B
         lo, hi = min(rows1[0], c2[rows2].min()), max(rows1[-1], c2[rows2].max()) + 1
         y = luma(_quantise(img[i:i + 1] if isinstance(img, torch.Tensor) else img, 'img', crop_border, b, (lo, hi))[0], color)
         f1 = block_features(mscn(y[:, :, rows1 - lo], ws.setdefault(1, Scratch()), halo=True)[0], b, ws[1])
-        y2 = _resize_band(y, c2[rows2] - lo, w2[rows2], *taps_w)            # these rows of imresize(I, 0.5)
+        y2 = resize_band(y, c2[rows2] - lo, w2[rows2], *taps_w)            # these rows of imresize(I, 0.5)
         f2 = block_features(mscn(y2, ws.setdefault(2, Scratch()), halo=True)[0], b // 2, ws[2])
         out.append(torch.cat([f1, f2], -1))
     return torch.cat(out, 1)
-
-# %% ../nbs/01_metrics.ipynb #3acdb549
-@functools.lru_cache(maxsize=1)
-def niqe_pristine_params() -> tuple[np.ndarray, np.ndarray]:
-    "The pristine MVG of the MATLAB NIQE release: mu (36,), cov (36, 36). Package data (see assets/README.md)."
-    ref = resources.files('ranksrgan_nb').joinpath('assets', 'niqe_pris_params.npz')
-    with resources.as_file(ref) as p, np.load(p) as d:
-        mu, cov = d['mu_pris_param'].astype(np.float64).ravel(), d['cov_pris_param'].astype(np.float64)
-    mu.setflags(write=False); cov.setflags(write=False)
-    return mu, cov
-
-def mvg_distance(f: torch.Tensor,    # (B, blocks, 36) features, NaN allowed
-                 mu_p: np.ndarray,   # (36,) pristine mean
-                 cov_p: np.ndarray,  # (36, 36) pristine covariance
-                 ) -> torch.Tensor:  # (B,) distances; NaN where the image's MVG is undefined
-    "Step 5: sqrt((mu_p - mu)' pinv((cov_p + cov)/2) (mu_p - mu)), with MATLAB's nanmean and nancov."
-    nan = torch.isnan(f)
-    mu = torch.where(nan, 0, f).sum(1) / (~nan).sum(1)                  # nanmean
-    ok = ~nan.any(-1)                                                   # nancov: complete blocks only
-    n = ok.sum(1)
-    m = torch.where(ok[..., None], f, 0).sum(1) / n[:, None]
-    xc = torch.where(ok[..., None], f - m[:, None], 0)
-    cov = xc.transpose(1, 2) @ xc / (n - 1).clamp(min=1)[:, None, None]
-    mp = torch.tensor(mu_p, dtype=f.dtype, device=f.device)
-    cp = torch.tensor(cov_p, dtype=f.dtype, device=f.device)
-    bad = torch.isnan(cov).flatten(1).any(1) | torch.isnan(mu).any(1)
-    d = torch.where(bad[:, None], 0, mp - mu)
-    S = torch.where(bad[:, None, None], cp, (cp + cov) / 2)
-    D2 = torch.einsum('bi,bij,bj->b', d, torch.linalg.pinv(S), d)        # Eq. 10, squared
-    return torch.where(bad, torch.nan, D2.clamp(min=0).sqrt())
 
 # %% ../nbs/01_metrics.ipynb #b282a2d8
 _CHUNK_PIXELS = {'cpu': 2 ** 17, 'cuda': 2 ** 24}  # pixels per chunk (per CPU thread): ~1 patch per core, 16M on a GPU
@@ -402,14 +400,12 @@ def niqe(img,                  # uint8 HxWx3 array, or float (B,3,H,W) tensor in
          color: str = 'y',     # 'y' (PIRM, labels) or 'gray' (rank-dataset selection)
          ):
     "NIQE of the MATLAB release (Mittal et al. 2012): a float for an array, a (B,) tensor for a batch. Lower is better."
-    is_t = isinstance(img, torch.Tensor)
-    (H, W), b = _niqe_size(img, crop_border, color), NIQE_BLOCK
-    B = img.shape[0] if is_t else 1
-    dev = img.device.type if is_t else 'cpu'
+    is_t, (H, W), b = isinstance(img, torch.Tensor), _niqe_size(img, crop_border, color), NIQE_BLOCK
+    B, dev = (img.shape[0], img.device.type) if is_t else (1, 'cpu')
     per = max(1, _CHUNK_PIXELS.get(dev, 2 ** 22) * (torch.get_num_threads() if dev == 'cpu' else 1) // max(H * W, 1))
-    ws, f, was_array = Scratch(), [], not is_t  # big temporaries are reused from chunk to chunk
+    ws, f = Scratch(), []                                               # big temporaries are reused from chunk to chunk
     with torch.no_grad():
-        if _stripe_rows(b * W, H // b) < H // b:                           # a large image: in stripes, one at a time
+        if stripe_rows(b * W, H // b) < H // b:                          # a large image: in stripes, one at a time
             f = [niqe_features_striped(img, crop_border, color, i, ws) for i in range(B)]
         else:
             for i in range(0, B, per): f.append(niqe_features(niqe_luma(img[i:i + per] if is_t else img, crop_border, color)[0], ws))
@@ -419,7 +415,7 @@ def niqe(img,                  # uint8 HxWx3 array, or float (B,3,H,W) tensor in
         warnings.warn(f'NIQE is undefined for {int(bad.sum())} image(s) (no 96x96 block with non-degenerate statistics: '
                       'a constant or nearly constant image); returning inf for them', RuntimeWarning, stacklevel=2)
         D = torch.where(bad, math.inf, D)
-    return _result(D, was_array, img)
+    return _result(D, not is_t, img)
 
 # %% ../nbs/01_metrics.ipynb #7754d8cc
 def sharpness(img,              # uint8 HxWx3 array, or float (B,3,H,W) tensor in [0,1]
@@ -461,6 +457,7 @@ def get_metric(name: str) -> Metric:
     if name not in METRICS: raise ValueError(f'unknown metric {name!r}; known metrics: {sorted(METRICS)}')
     return METRICS[name]
 
+# %% ../nbs/01_metrics.ipynb #80991f2e
 def orient(metric: str | Metric, values):
     "Values with 'higher = worse' meaning (the Ranker label convention): higher-is-better metrics are negated."
     m = metric if isinstance(metric, Metric) else get_metric(metric)

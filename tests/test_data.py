@@ -276,11 +276,67 @@ def test_get_dataset_unknown_and_manual_only(tmp_path):
 
 
 def test_resolve_images(tmp_path):
-    assert set(D.resolve_images('sample', 'test')['sample']) == set(D.sample_images('test'))
+    assert set(D.resolve_images('sample', 'test')['sample'].images) == set(D.sample_images('test'))
     (tmp_path / 'imgs').mkdir()
-    assert D.resolve_images(str(tmp_path / 'imgs'))['imgs'] == tmp_path / 'imgs'
+    assert D.resolve_images(str(tmp_path / 'imgs'))['imgs'] == D.ImageSet(tmp_path / 'imgs', None)
     with pytest.raises(ValueError):
         D.resolve_images('nonsense-set')
+    with pytest.raises(FileNotFoundError, match='not prepared'):          # without skip_missing: an error, no download
+        D.resolve_images('PIRM', root=tmp_path)
+
+
+def test_profile_images_merges_the_sets(tmp_path):
+    from ranksrgan_nb.config import get_profile
+    D.write_image(tmp_path / 'extra' / 'x.png', np.zeros((8, 8, 3), np.uint8))
+    cfg = get_profile('smoke', test_data=f'sample, {tmp_path / "extra"}')
+    got = D.profile_images(cfg, 'test', prefix='t_')
+    assert list(got) == ['t_chelsea', 't_grace_hopper', 't_x'] and got['t_x'].shape == (8, 8, 3)
+    assert set(D.profile_images(cfg, 'train')) == set(D.sample_images('train'))
+
+
+def _photo(h, w, seed):
+    "A smooth random colour field with fine noise, uint8."
+    rng = np.random.default_rng(seed)
+    base = D.imresize(rng.random((h // 8 + 1, w // 8 + 1, 3)), 8)[:h, :w]
+    return np.clip(np.round((base * 0.8 + 0.2 * rng.random((h, w, 3))) * 255), 0, 255).astype(np.uint8)
+
+
+def test_test_sets(tmp_path, capsys):
+    s = D.test_sets('sample', 4)
+    assert list(s) == ['sample'] and len(s['sample']) == 2
+    assert all(it['hr'].shape[0] % 4 == 0 and it['hr'].shape[1] % 4 == 0 for it in s['sample'])
+    images = {'a': _photo(208, 224, 0), 'b': _photo(210, 202, 1)}       # b is not a multiple of 4: modcrop
+    root = tmp_path / 'data'
+    for n, im in images.items():
+        D.write_image(root / 'benchmark/Set14/HR' / f'{n}.png', im)
+        D.write_image(root / 'PIRM_Test_set/HR' / f'{n}.png', im)
+        D.write_image(root / 'PIRM_Test_set/LR' / f'{n}.png', 255 - D.bicubic_degrade(D.modcrop(im, 4), 4))
+    D.write_image(tmp_path / 'mine' / 'c.png', images['a'])
+    got = D.test_sets(f'Set5, Set14,PIRM, PIRM_test, {tmp_path / "mine"}, BSD100', 4, root)
+    assert list(got) == ['Set14', 'PIRM_test', 'mine']                    # missing skipped, PIRM once
+    out = capsys.readouterr().out
+    assert 'skipping Set5' in out and 'skipping BSD100' in out and 'benchmark/Set5/HR' in out
+    hr_b = D.modcrop(images['b'], 4)
+    np.testing.assert_array_equal(got['Set14'][1]['hr'], hr_b)
+    np.testing.assert_array_equal(got['Set14'][1]['lr'], D.bicubic_degrade(hr_b, 4))      # made on the fly
+    np.testing.assert_array_equal(got['PIRM_test'][1]['lr'], 255 - D.bicubic_degrade(hr_b, 4))  # provided LR
+    assert len(D.test_sets('Set14', 4, root, max_images=1)['Set14']) == 1
+    assert not (root / 'archives').exists()                               # nothing was downloaded
+    with pytest.raises(ValueError, match='no data'):
+        D.test_sets('Urban100', 4, root)
+    with pytest.raises(ValueError, match='is not "sample"'):
+        D.test_sets('Set15', 4, root)
+
+
+def test_stamped_folder_and_file_stamp(tmp_path):
+    f = D.stamped_folder(tmp_path / 'c', 'v1')
+    D.write_image(f / 'a.png', np.zeros((4, 4, 3), np.uint8)); (f / 'keep.txt').write_text('x')
+    assert D.stamped_folder(tmp_path / 'c', 'v1') == f and (f / 'a.png').exists()
+    D.stamped_folder(tmp_path / 'c', 'v2')
+    assert not (f / 'a.png').exists() and (f / 'keep.txt').exists() and (f / 'source.txt').read_text() == 'v2'
+    p = tmp_path / 'w.pth'; p.write_bytes(b'12345')
+    path, size, _ = D.file_stamp(p).rsplit(':', 2)
+    assert path == str(p.resolve()) and size == '5'
 
 
 def test_rgb_to_y_rounds_halves_up_like_matlab():

@@ -141,33 +141,6 @@ def test_stage_methods_finds_generators_only(cfg, tmp_path, capsys):
     assert [E.stage_label(s) for s in ('srgan_plus', 'srresnet', 'multi_x', 'other')] == ['SRGAN+', 'SRResNet', 'MultiRanker(x)', 'other']
 
 
-# ------------------------------------------------------------------ test sets
-def test_load_test_sets(tmp_path, images, capsys):
-    s = E.load_test_sets('sample', 4)
-    assert list(s) == ['sample'] and len(s['sample']) == 2
-    assert all(it['hr'].shape[0] % 4 == 0 and it['hr'].shape[1] % 4 == 0 for it in s['sample'])
-    root = tmp_path / 'data'
-    for n, im in images.items():
-        write_image(root / 'benchmark/Set14/HR' / f'{n}.png', im)
-        write_image(root / 'PIRM_Test_set/HR' / f'{n}.png', im)
-        write_image(root / 'PIRM_Test_set/LR' / f'{n}.png', 255 - bicubic_degrade(modcrop(im, 4), 4))
-    write_image(tmp_path / 'mine' / 'c.png', images['a'])
-    got = E.load_test_sets(f'Set5, Set14,PIRM, PIRM_test, {tmp_path / "mine"}, BSD100', 4, root)
-    assert list(got) == ['Set14', 'PIRM_test', 'mine']                    # missing skipped, PIRM once
-    out = capsys.readouterr().out
-    assert 'skipping Set5' in out and 'skipping BSD100' in out and 'benchmark/Set5/HR' in out
-    hr_b = modcrop(images['b'], 4)
-    np.testing.assert_array_equal(got['Set14'][1]['hr'], hr_b)
-    np.testing.assert_array_equal(got['Set14'][1]['lr'], bicubic_degrade(hr_b, 4))      # made on the fly
-    np.testing.assert_array_equal(got['PIRM_test'][1]['lr'], 255 - bicubic_degrade(hr_b, 4))  # provided LR
-    assert len(E.load_test_sets('Set14', 4, root, max_images=1)['Set14']) == 1
-    assert not (root / 'archives').exists()                               # nothing was downloaded
-    with pytest.raises(ValueError, match='no test set'):
-        E.load_test_sets('Urban100', 4, root)
-    with pytest.raises(ValueError, match='is not "sample"'):
-        E.load_test_sets('Set15', 4, root)
-
-
 # ------------------------------------------------------------------ metrics of one image
 @pytest.mark.parametrize('scale', [4, 2])
 def test_image_metrics_against_hand_references(images, scale):

@@ -28,7 +28,7 @@ def dirs(tmp_path_factory):
 
 
 WARNING = re.compile(r'^(\S*:\d+: )?(\w*Warning): (.*)$')
-ECHO_ALLOWED = {'00_data'}   # its check of the small-image warning still shows the warning's source line
+ECHO_ALLOWED = {'00b_data'}   # its check of the small-image warning still shows the warning's source line
 
 
 def check_quiet(executed: Path):
@@ -62,16 +62,16 @@ def test_other_notebook(nb, tmp_path):
 
 
 def test_reproduce_skips_done_and_reports(dirs, capsys):
-    args = ['--profile', 'smoke', '--only', '00_config', '--run-dir', str(dirs['run_dir']),
+    args = ['--profile', 'smoke', '--only', '00a_config', '--run-dir', str(dirs['run_dir']),
             '--fig-dir', str(dirs['fig_dir']), '--results-dir', str(dirs['results_dir'])]
     assert main(args) == 0                                   # runs it, or skips it if the pipeline test did
     capsys.readouterr()
     assert main(args) == 0
     assert 'skipped (done' in capsys.readouterr().out
     assert main(args + ['--rerun']) == 0
-    assert '00_config        ok' in capsys.readouterr().out
+    assert '00a_config       ok' in capsys.readouterr().out
     record = json.loads((dirs['run_dir'] / 'reproduce.json').read_text())
-    assert record['00_config']['status'] == 'ok'
+    assert record['00a_config']['status'] == 'ok'
 
 
 def test_check_quiet_catches_noise(tmp_path):
@@ -93,7 +93,7 @@ def test_notebook_declares_kernel_and_parameters(nb):
     """`papermill nbs/X.ipynb out.ipynb` (no -k) needs a kernelspec; pipeline notebooks need a parameters cell."""
     meta = json.loads(nb.read_text())
     assert meta['metadata'].get('kernelspec', {}).get('name') == 'python3'
-    if nb.stem in PIPELINE and nb.stem != '00_config':
+    if nb.stem in PIPELINE and nb.stem != '00a_config':
         tagged = [c for c in meta['cells'] if 'parameters' in c.get('metadata', {}).get('tags', [])]
         assert len(tagged) == 1, 'exactly one cell tagged "parameters"'
         src = ''.join(tagged[0]['source'])

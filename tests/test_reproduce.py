@@ -1,6 +1,6 @@
 """`reproduce`: strict command line, failed notebooks kept beside good ones, the real run folder, --rerun vs --retrain.
 
-The notebooks run here are tiny ones written by the tests, or `00_config` (about a second); the whole pipeline
+The notebooks run here are tiny ones written by the tests, or `00a_config` (about a second); the whole pipeline
 runs in test_notebooks.py.
 """
 import json
@@ -36,8 +36,8 @@ def outputs(path: Path) -> str:
 def test_select_names_prefixes_and_files():
     assert select(None) == select([]) == list(PIPELINE)
     assert select(['05']) == ['05_train_gan']
-    assert select(['07_evaluate', '00_data.ipynb', 'nbs/03_train_sr.ipynb']) == ['00_data', '03_train_sr', '07_evaluate']
-    assert select(['00']) == ['00_config', '00_data']
+    assert select(['07_evaluate', '00b_data.ipynb', 'nbs/03_train_sr.ipynb']) == ['00b_data', '03_train_sr', '07_evaluate']
+    assert select(['00']) == ['00a_config', '00b_data']
 
 
 @pytest.mark.parametrize('bad', [['09'], ['05', 'train_gan'], ['nothing-like-this'], ['06_multi_ranker_x']])
@@ -56,24 +56,24 @@ def test_notebook_parameters_read_from_the_tagged_cell(tmp_path):
 
 
 def test_unknown_parameters_are_an_error_listing_each_notebook():
-    declared = {'00_data': {'profile': '', 'run_dir': ''}, '05_train_gan': {'profile': '', 'w_R': ''}}
+    declared = {'00b_data': {'profile': '', 'run_dir': ''}, '05_train_gan': {'profile': '', 'w_R': ''}}
     check_parameters({'w_R': 0.1, 'profile': 'cpu'}, declared)                 # each declared by one of them
     with pytest.raises(ValueError) as e:
         check_parameters({'w_R': 0.1, 'amp': False, 'wR': 1}, declared)
     msg = str(e.value)
-    assert "['amp', 'wR']" in msg and '00_data: profile, run_dir' in msg and '05_train_gan: profile, w_R' in msg
+    assert "['amp', 'wR']" in msg and '00b_data: profile, run_dir' in msg and '05_train_gan: profile, w_R' in msg
 
 
 def test_a_parameter_of_a_notebook_not_in_the_run_is_unknown(tmp_path):
-    with pytest.raises(ValueError, match=r"(?s)\[.w_R.\].*00_config: \(none\)"):       # 05 declares w_R, 00_config does not
-        reproduce('smoke', only=['00_config'], extra={'w_R': 0.1}, out=tmp_path, log=lambda s: None)
+    with pytest.raises(ValueError, match=r"(?s)\[.w_R.\].*00a_config: \(none\)"):       # 05 declares w_R, 00a_config does not
+        reproduce('smoke', only=['00a_config'], extra={'w_R': 0.1}, out=tmp_path, log=lambda s: None)
     assert not (tmp_path / 'runs').exists()                                   # checked before anything is created
 
 
 def test_main_reports_unknown_names_and_notebooks(capsys, tmp_path):
-    assert main(['--only', '00_config', '-p', 'amp', 'false', '--out', str(tmp_path)]) == 1
+    assert main(['--only', '00a_config', '-p', 'amp', 'false', '--out', str(tmp_path)]) == 1
     err = capsys.readouterr().err
-    assert err.startswith('error: ') and "declares the parameter(s) ['amp']" in err and '00_config' in err
+    assert err.startswith('error: ') and "declares the parameter(s) ['amp']" in err and '00a_config' in err
     assert main(['--only', '05', 'nope', '--out', str(tmp_path)]) == 1
     assert "--only ['nope']" in capsys.readouterr().err
     assert main(['-p', 'profile', 'cpu', '--out', str(tmp_path)]) == 1
@@ -103,11 +103,11 @@ def test_only_declared_parameters_are_injected(tmp_path):
 # --- the run ----------------------------------------------------------------------------------------------------
 def test_run_dir_given_with_p_is_the_run_folder(tmp_path):
     logs = []
-    (r,) = reproduce('smoke', only=['00_config'], extra={'run_dir': str(tmp_path / 'mine')}, out=tmp_path / 'base',
+    (r,) = reproduce('smoke', only=['00a_config'], extra={'run_dir': str(tmp_path / 'mine')}, out=tmp_path / 'base',
                      log=logs.append)
     run = (tmp_path / 'mine').resolve()
-    assert r.status == 'ok' and r.output == run / 'notebooks' / '00_config.ipynb' and r.output.exists()
-    assert json.loads((run / 'reproduce.json').read_text())['00_config']['status'] == 'ok'
+    assert r.status == 'ok' and r.output == run / 'notebooks' / '00a_config.ipynb' and r.output.exists()
+    assert json.loads((run / 'reproduce.json').read_text())['00a_config']['status'] == 'ok'
     assert str(run) in logs[0] and f'executed notebooks in {run / "notebooks"}' in logs[-1]
     assert not (tmp_path / 'base' / 'runs').exists() and (tmp_path / 'base' / 'figures' / 'smoke').is_dir()
     with pytest.raises(ValueError, match='run_dir is given twice'):
@@ -116,14 +116,14 @@ def test_run_dir_given_with_p_is_the_run_folder(tmp_path):
 
 def test_out_holds_runs_figures_results(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)                                               # not inside a clone
-    assert main(['--only', '00_config']) == 0
-    assert (tmp_path / 'runs' / 'smoke' / 'notebooks' / '00_config.ipynb').exists()
+    assert main(['--only', '00a_config']) == 0
+    assert (tmp_path / 'runs' / 'smoke' / 'notebooks' / '00a_config.ipynb').exists()
     assert all((tmp_path / d / 'smoke').is_dir() for d in ('figures', 'results'))
     assert f'run folder {tmp_path.resolve() / "runs" / "smoke"}' in capsys.readouterr().out
 
 
 def test_rerun_executes_again_and_keeps_stages(tmp_path, capsys):
-    args = ['--only', '00_config', '--out', str(tmp_path)]
+    args = ['--only', '00a_config', '--out', str(tmp_path)]
     run = tmp_path / 'runs' / 'smoke'
     assert main(args) == 0
     (run / 'srresnet').mkdir(); (run / 'srresnet' / 'final.pth').write_text('trained')
@@ -131,12 +131,12 @@ def test_rerun_executes_again_and_keeps_stages(tmp_path, capsys):
     assert main(args) == 0 and 'skipped (done' in capsys.readouterr().out
     assert main(args + ['--rerun']) == 0
     out = capsys.readouterr().out
-    assert '00_config        ok' in out and 'skipped (done' not in out
+    assert '00a_config       ok' in out and 'skipped (done' not in out
     assert (run / 'srresnet' / 'final.pth').read_text() == 'trained'             # --rerun never retrains
 
 
 def test_retrain_moves_stages_aside_and_reruns(tmp_path, capsys):
-    args = ['--only', '00_config', '--out', str(tmp_path)]
+    args = ['--only', '00a_config', '--out', str(tmp_path)]
     run = tmp_path / 'runs' / 'smoke'
     assert main(args) == 0
     for s in ('srresnet', 'ranker'): (run / s).mkdir(); (run / s / 'final.pth').write_text(s)
@@ -144,7 +144,7 @@ def test_retrain_moves_stages_aside_and_reruns(tmp_path, capsys):
     assert "--retrain ['srgan']: no such stage folder" in capsys.readouterr().err and (run / 'ranker').exists()
     assert main(args + ['--retrain', 'ranker']) == 0
     out = capsys.readouterr().out
-    assert 'retrain: moved ranker' in out and '00_config        ok' in out
+    assert 'retrain: moved ranker' in out and '00a_config       ok' in out
     assert stage_folders(run) == ['srresnet']
     (old,) = (run / 'retired').glob('*/ranker')
     assert (old / 'final.pth').read_text() == 'ranker'                          # nothing deleted
@@ -182,5 +182,5 @@ def test_one_thread_for_smoke_kernels_unless_the_environment_says(tmp_path, monk
     assert outputs(tmp_path / 'c.ipynb') == '3\n'
     seen = []
     monkeypatch.setattr(R, 'run_notebook', lambda *a, threads=None: seen.append(threads) or 0.0)
-    for profile in ('smoke', 'cpu'): reproduce(profile, only=['00_config'], out=tmp_path / profile, log=lambda s: None)
+    for profile in ('smoke', 'cpu'): reproduce(profile, only=['00a_config'], out=tmp_path / profile, log=lambda s: None)
     assert seen == [1, None]
