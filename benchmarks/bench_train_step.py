@@ -22,17 +22,17 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ranksrgan_nb.config import get_profile
-from ranksrgan_nb.gan import RankContentLoss
+from ranksrgan_nb.gan import GanWeights, RankContentLoss, make_gan_step
 from ranksrgan_nb.models import Ranker
-from ranksrgan_nb.train import GanWeights, _prepare, build_discriminator, build_generator, build_vgg, make_gan_step
+from ranksrgan_nb.train import build_discriminator, build_generator, build_vgg, prepare_model
 
 
 def make_step(cfg, device, rank: bool, amp: bool):
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        G, D, V = (_prepare(m, device) for m in (build_generator(cfg), build_discriminator(cfg), build_vgg(cfg)))
+        G, D, V = (prepare_model(m, device) for m in (build_generator(cfg), build_discriminator(cfg), build_vgg(cfg)))
     oG, oD = torch.optim.Adam(G.parameters(), 1e-4), torch.optim.Adam(D.parameters(), 1e-4)
-    extra = {'l_g_rank': RankContentLoss(_prepare(Ranker(cfg.r_nf), device))} if rank else None
+    extra = {'l_g_rank': RankContentLoss(prepare_model(Ranker(cfg.r_nf), device))} if rank else None
     return make_gan_step(G, D, V, oG, oD, GanWeights(), device, amp, extra_losses=extra)
 
 

@@ -67,6 +67,7 @@ def generator_for(sd: dict,      # a flat state dict: ours, mmsr names, or old B
         return SRResNet(nf, _blocks(keys, r'model\.1\.sub\.(\d+)\.res\.'), scale)
     raise CheckpointError(f'not a generator state dict (no conv_first.weight or model.0.weight); first keys: {keys[:4]}')
 
+# %% ../nbs/08a_cli.ipynb #96636819
 def load_sr_model(weights: str | Path = 'ranksrgan',  # a file, or a shipped name (see find_weights)
                   scale: int = 4,                     # the generator must be of this scale
                   device: str = 'auto') -> nn.Module:
@@ -97,6 +98,7 @@ def image_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     if dup: raise ValueError(f'several inputs are named {dup} (results are written as <name>.png): rename or run them apart')
     return files
 
+# %% ../nbs/08a_cli.ipynb #38461d64
 def sr_files(G: nn.Module, files: Sequence[Path], out_dir: str | Path, device: str = 'auto',
              tile: int | None = 256,   # LR tile size; None or 0: whole images
              progress: bool = True) -> list[Path]:
@@ -135,14 +137,14 @@ def metric_table(sr: str | Path, hr: str | Path | None = None,  # folders (or fi
                              'SR and HR must be the same size (crop HR to a multiple of the scale, as data.modcrop does)')
         row = {'image': name}
         for n in names:
-            m = METRICS[n]
-            try: row[n] = float(m.fn(a, b, crop_border=crop) if m.full_reference else m.fn(a, crop_border=crop))
+            try: row[n] = float(METRICS[n](a, b, crop_border=crop))
             except ValueError as e: row[n] = math.nan; notes.append(f'{name}: {n} is NaN: {e}')   # e.g. too small for NIQE
         rows.append(row)
     means = {n: float(np.nanmean(v)) if not np.isnan(v := [r[n] for r in rows]).all() else math.nan for n in names}
     rows.append({'image': f'mean ({len(rows)} image{"s" if len(rows) != 1 else ""})', **means})
     return names, rows, notes
 
+# %% ../nbs/08a_cli.ipynb #64c036b6
 def markdown_table(names: Sequence[str], rows: Sequence[dict]) -> str:
     "A markdown table of `metric_table`'s rows, with ↑/↓ after each metric (higher/lower is better)."
     head = ['image'] + [f'{n} {"↑" if METRICS[n].higher_is_better else "↓"}' for n in names]
@@ -170,6 +172,7 @@ def _metrics(a) -> int:
         print(f'\nwrote {a.csv}')
     return 0
 
+# %% ../nbs/08a_cli.ipynb #5bee8fef
 def parser() -> argparse.ArgumentParser:
     "The `ranksrgan` argument parser."
     ap = argparse.ArgumentParser(prog='ranksrgan', description='RankSRGAN from the command line: super-resolve images, '
@@ -195,6 +198,7 @@ def parser() -> argparse.ArgumentParser:
                    'ranksrgan reproduce --help)')
     return ap
 
+# %% ../nbs/08a_cli.ipynb #7ab1aee3
 def main(argv: Sequence[str] | None = None) -> int:
     "The `ranksrgan` command."
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -51,7 +51,7 @@ def _to_uint8(a: np.ndarray, name: str = 'image') -> np.ndarray:  # name: the ar
         raise ValueError(f'{name}: float pixels must be in [0, 1], but the smallest is {lo:g}; clip it with np.clip(x, 0, 1) first')
     return np.clip(np.round(a * 255.0), 0, 255).astype(np.uint8)
 
-# %% ../nbs/00b_data.ipynb #2e5b445b
+# %% ../nbs/00b_data.ipynb #5ab565f9
 def to_rgb(a: np.ndarray) -> np.ndarray:  # HxW, HxWx1, HxWx2 (gray+alpha), HxWx3 or HxWx4 (RGBA)
     "The image as a contiguous HxWx3 array: gray repeated into three channels, alpha dropped."
     if a.ndim == 2: a = a[..., None]
@@ -62,7 +62,7 @@ def to_rgb(a: np.ndarray) -> np.ndarray:  # HxW, HxWx1, HxWx2 (gray+alpha), HxWx
     elif c != 3: raise ValueError(f'expected 1-4 channels, got {c}')
     return np.ascontiguousarray(a)
 
-# %% ../nbs/00b_data.ipynb #e1bc1a26
+# %% ../nbs/00b_data.ipynb #9ea77882
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 MAX_IMAGE_PIXELS: int | None = 178_956_970   # Pillow's decompression-bomb limit (~179 MP); None: no limit
 
@@ -79,7 +79,7 @@ def _pixel_limit(max_pixels: int | None):
     finally:
         if lift: Image.MAX_IMAGE_PIXELS = old
 
-# %% ../nbs/00b_data.ipynb #569a9f4f
+# %% ../nbs/00b_data.ipynb #02c125eb
 def _read_pil(path: Path, max_pixels: int | None) -> np.ndarray:
     "The pixels of `path` as Pillow decodes them (palette, CMYK, 1-bit converted; 16-bit kept)."
     with _pixel_limit(max_pixels), Image.open(path) as im:
@@ -97,7 +97,7 @@ def _read_tiff(path: Path) -> np.ndarray:
     import tifffile  # ships with scikit-image; reads 16-bit RGB TIFF, which Pillow cannot
     return tifffile.imread(path)
 
-# %% ../nbs/00b_data.ipynb #0bdba585
+# %% ../nbs/00b_data.ipynb #a1a28a1d
 def read_image(path: str | os.PathLike,  # path to a PNG, JPEG, BMP, TIFF or WebP file
                max_pixels: int | None = -1,  # refuse larger images (bomb guard); -1: MAX_IMAGE_PIXELS; None: no limit
                ) -> np.ndarray:
@@ -141,7 +141,7 @@ def atomic_path(path: str | os.PathLike):  # the destination file
         raise err from e
     finally: tmp.unlink(missing_ok=True)
 
-# %% ../nbs/00b_data.ipynb #7e0a3f42
+# %% ../nbs/00b_data.ipynb #445cfc85
 def write_image(path: str | os.PathLike,  # destination; the extension chooses the format (PNG recommended)
                 img,                      # uint8 HxWx3 array, or float (3,H,W)/(1,3,H,W) tensor in [0,1]
                 ) -> Path:
@@ -170,14 +170,14 @@ def tensor2img(t: torch.Tensor) -> np.ndarray:  # float (3,H,W) or (1,3,H,W)
         t = t[0]
     return t.float().clamp(0, 1).mul(255.0).round().byte().permute(1, 2, 0).cpu().numpy()
 
-# %% ../nbs/00b_data.ipynb #d0a773f8
+# %% ../nbs/00b_data.ipynb #ce7ee922
 def cubic(x: np.ndarray) -> np.ndarray:
     "Keys' cubic convolution kernel with a = -0.5 (MATLAB's 'bicubic')."
     ax = np.abs(x)
     return ((1.5 * ax**3 - 2.5 * ax**2 + 1) * (ax <= 1)
             + (-0.5 * ax**3 + 2.5 * ax**2 - 4 * ax + 2) * ((ax > 1) & (ax <= 2)))
 
-# %% ../nbs/00b_data.ipynb #1a6c32da
+# %% ../nbs/00b_data.ipynb #f7142ace
 def _out_size(n: int, scale: float) -> int:
     return int(math.ceil(round(scale * n, 9)))  # round() guards 1/3*9 = 2.9999999999999996
 
@@ -199,7 +199,7 @@ def resize_taps(n_in: int,            # input length
     col.setflags(write=False); w.setflags(write=False)
     return col, w
 
-# %% ../nbs/00b_data.ipynb #6793112f
+# %% ../nbs/00b_data.ipynb #32b2904b
 def resize_matrix(n_in: int, scale: float, antialias: bool = True) -> np.ndarray:  # float64 (n_out, n_in)
     "The (out x in) matrix of MATLAB's bicubic imresize along one dimension (taps falling on one pixel add up)."
     col, w = resize_taps(n_in, scale, antialias)
@@ -207,7 +207,7 @@ def resize_matrix(n_in: int, scale: float, antialias: bool = True) -> np.ndarray
     np.add.at(m, (np.repeat(np.arange(col.shape[0]), col.shape[1]), col.ravel()), w.ravel())
     return m
 
-# %% ../nbs/00b_data.ipynb #a6eae71f
+# %% ../nbs/00b_data.ipynb #56823888
 def _apply_taps(x, col, w):
     "Resize dim 0 of array x (or dim -2 of tensor x) by the taps (col, w): sum_t w[:, t] * x[col[:, t]], in tap order."
     if isinstance(x, torch.Tensor):
@@ -227,7 +227,7 @@ def resize_band(band, c, w, cw, ww):  # array (h, W, ...) or tensor (..., h, W);
     r = _apply_taps(r.transpose(-1, -2).contiguous() if is_t else np.ascontiguousarray(r.swapaxes(0, 1)), cw, ww)
     return r.transpose(-1, -2) if is_t else r.swapaxes(0, 1)
 
-# %% ../nbs/00b_data.ipynb #68109293
+# %% ../nbs/00b_data.ipynb #d8c1a0cd
 STRIPE_PIXELS: int | None = 2 ** 21   # pixels per stripe of the large-image paths (imresize, NIQE, SSIM); None: one stripe
 
 def stripe_rows(per_row: float, n: int) -> int:  # pixels (or values) per row, number of rows
@@ -247,7 +247,7 @@ def resize_stripes(x, scale: float, antialias: bool, prepare, finish, out):
         else: out[o0:o0 + rows] = finish(r)
     return out
 
-# %% ../nbs/00b_data.ipynb #3b83775d
+# %% ../nbs/00b_data.ipynb #b62fb2f0
 def imresize(img,                    # float HxW[xC] array, or float (B,C,H,W) / (C,H,W) tensor
              scale: float,           # e.g. 1/4 to shrink, 4 to enlarge
              antialias: bool = True, # MATLAB's default antialiasing when shrinking
@@ -379,7 +379,7 @@ def load_images(images) -> dict[str, np.ndarray]:  # folder, {name: array}, or l
         else: out[f'img{i:04d}'] = to_rgb(_to_uint8(np.asarray(x)))
     return out
 
-# %% ../nbs/00b_data.ipynb #7db461d6
+# %% ../nbs/00b_data.ipynb #0f119e68
 def augment(*imgs: np.ndarray, hflip: bool, vflip: bool, rot90: bool) -> list[np.ndarray]:
     "Apply the same horizontal flip, vertical flip and transpose (90° rotation) to every HxWxC array."
     out = []
@@ -503,7 +503,7 @@ def _unpack(archive: Path, root: Path) -> None:
     try: shutil.unpack_archive(str(archive), str(root))
     except (shutil.ReadError, EOFError, OSError) as e: raise DownloadError(f'cannot unpack {archive}: {e}') from e
 
-# %% ../nbs/00b_data.ipynb #bad98de2
+# %% ../nbs/00b_data.ipynb #6a2087de
 def get_dataset(name: str,                                    # a key of DATASETS
                 root: str | os.PathLike = '~/.cache/ranksrgan_nb/datasets',
                 download_missing: bool = True,                # False: only use a prepared folder
@@ -570,7 +570,7 @@ def resolve_images(spec: str,            # 'sample', folders and/or dataset name
     if not out: raise ValueError(f'no data in {spec!r}' + (' is available (see the notes above)' if skip_missing else ''))
     return out
 
-# %% ../nbs/00b_data.ipynb #34618ba7
+# %% ../nbs/00b_data.ipynb #a6fd21c7
 def profile_images(cfg, split: str = 'train',  # a config.Profile; 'train' (cfg.train_data) or 'test' (cfg.test_data)
                    prefix: str = '',           # put before every name (keeps test images apart from training ones)
                    ) -> dict[str, np.ndarray]:
@@ -589,7 +589,7 @@ def test_sets(spec: str, scale: int = 4, root='~/.cache/ranksrgan_nb/datasets',
     return {n: TestImageDataset(s.images, scale, lr_images=s.lr, max_images=max_images)
             for n, s in resolve_images(spec, 'test', root, skip_missing).items()}
 
-# %% ../nbs/00b_data.ipynb #be1bec0b
+# %% ../nbs/00b_data.ipynb #53237de8
 def file_stamp(path: str | os.PathLike) -> str:
     "'<resolved path>:<size>:<mtime in ns>' of a file: it changes when the file is rewritten."
     st = Path(path).stat()
@@ -604,7 +604,7 @@ def stamped_folder(folder: str | os.PathLike, source: str) -> Path:
     stamp.write_text(source)
     return folder
 
-# %% ../nbs/00b_data.ipynb #b75e16ac
+# %% ../nbs/00b_data.ipynb #72888192
 def stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     "Temporary files in `folder` left by writers other than this process (killed ones, or ones still running)."
     pat = re.compile(r'^\..+\.tmp(\d+)$')

@@ -17,17 +17,17 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from .config import Profile
-from .data import DATASETS, TestImageDataset, bicubic_upsample, get_dataset, read_image, sample_images, write_image
-from .metrics import METRICS, psnr
+from .config import STAGES, Profile, stage_label
+from .data import TestImageDataset, bicubic_upsample, file_stamp, read_image, stamped_folder, write_image
+from .metrics import METRICS, get_metric, orient, psnr
 from .models import RRDBNet, SRResNet, load_official
 from .train import final_path, load_checkpoint, load_generator, super_resolve
 
 # %% auto #0
-__all__ = ['STAGE_NAMES', 'ARCHS', 'BENCHMARKS', 'LABELS', 'DECIMALS', 'Method', 'bicubic_method', 'generator_method',
-           'stage_label', 'generator_stages', 'stage_methods', 'official_method', 'parse_official', 'load_test_sets',
-           'metric_names', 'image_metrics', 'method_cache', 'sr_image', 'evaluate', 'results_table', 'to_markdown',
-           'pd_points', 'pd_plane', 'before_after', 'before_after_widget', 'detail_box', 'visual_comparison']
+__all__ = ['ARCHS', 'BENCHMARKS', 'LABELS', 'DECIMALS', 'Method', 'bicubic_method', 'generator_method', 'generator_stages',
+           'stage_methods', 'official_method', 'parse_official', 'metric_names', 'image_metrics', 'method_cache',
+           'sr_image', 'evaluate', 'results_table', 'to_markdown', 'pd_points', 'pd_plane', 'before_after',
+           'before_after_widget', 'detail_box', 'caption', 'comparison_grid', 'visual_comparison']
 
 # %% ../nbs/07_evaluate.ipynb #68684ac3
 @dataclass(frozen=True)
@@ -50,18 +50,6 @@ def generator_method(name: str, G: nn.Module, device='cpu', source: str = '') ->
     return Method(name, lambda lr: super_resolve(G, lr, device), source)
 
 # %% ../nbs/07_evaluate.ipynb #27f431de
-STAGE_NAMES = {'srresnet': 'SRResNet', 'srgan': 'SRGAN', 'srgan_plus': 'SRGAN+', 'ranksrgan': 'RankSRGAN'}  # folder -> row label
-
-def stage_label(stage: str) -> str:
-    "Row label of a stage folder: STAGE_NAMES, 'MultiRanker(<setting>)' for multi_<setting>, else the folder name."
-    if stage in STAGE_NAMES: return STAGE_NAMES[stage]
-    if stage.startswith('multi_'): return f'MultiRanker({stage[len("multi_"):]})'
-    return stage
-
-def _stamp(path: Path) -> str:
-    st = Path(path).stat()
-    return f'{Path(path).resolve()}:{st.st_size}:{st.st_mtime_ns}'
-
 def generator_stages(run_dir) -> list[str]:
     "Stage folders of `run_dir` whose final.pth holds a generator 'G': the named stages first, then the others sorted."
     found = []
@@ -69,7 +57,7 @@ def generator_stages(run_dir) -> list[str]:
         try: ck = load_checkpoint(p)
         except RuntimeError as e: print(f'skipping {p.parent.name}: {e}'); continue
         if isinstance(ck, dict) and 'G' in ck.get('weights', {}): found.append(p.parent.name)
-    return [s for s in STAGE_NAMES if s in found] + [s for s in found if s not in STAGE_NAMES]
+    return [s for s in STAGES if s in found] + [s for s in found if s not in STAGES]
 
 def stage_methods(cfg: Profile, run_dir, device='cpu') -> dict[str, Method]:
     "`{label: Method}` for every finished generator stage of `run_dir` that fits the profile's network."
@@ -78,7 +66,7 @@ def stage_methods(cfg: Profile, run_dir, device='cpu') -> dict[str, Method]:
         p = final_path(run_dir, s)
         try: G = load_generator(cfg, p, device)
         except (ValueError, RuntimeError, KeyError) as e: print(f'skipping stage {s!r}: {e}'); continue
-        out[stage_label(s)] = generator_method(stage_label(s), G, device, _stamp(p))
+        out[stage_label(s)] = generator_method(stage_label(s), G, device, file_stamp(p))
     return out
 
 # %% ../nbs/07_evaluate.ipynb #c13c6a9b
@@ -94,7 +82,7 @@ def official_method(path,                       # a released .pth (mmsr or old B
     net, nb_released = ARCHS[arch]
     path = Path(path).expanduser()
     G = load_official(net(nf=nf, nb=nb or nb_released, scale=scale), path)
-    return generator_method(name or path.stem, G, device, _stamp(path))
+    return generator_method(name or path.stem, G, device, file_stamp(path))
 
 def parse_official(spec: str) -> list[tuple[str, str, str]]:
     "'A=/w/a.pth:srresnet, B=/w/b.pth:rrdb' -> [(name, path, arch)]; the arch defaults to 'srresnet'."
@@ -112,29 +100,6 @@ def parse_official(spec: str) -> list[tuple[str, str, str]]:
 # %% ../nbs/07_evaluate.ipynb #d95bd21b
 BENCHMARKS = ('Set5', 'Set14', 'BSD100', 'Urban100', 'PIRM_test')   # the paper's test sets, used when prepared
 
-def load_test_sets(spec: str,                   # 'sample', dataset names and/or folders, separated by commas
-                   scale: int = 4,
-                   root='~/.cache/ranksrgan_nb/datasets',   # the profile's data_root
-                   max_images: int | None = None,           # at most this many images per set (sorted by name)
-                   ) -> dict[str, TestImageDataset]:
-    "`{name: TestImageDataset}`; benchmarks not prepared under `root` are skipped with a printed note."
-    out = {}
-    for part in [p.strip() for p in str(spec).split(',') if p.strip()]:
-        name = 'PIRM_test' if part == 'PIRM' else part
-        if name in out: continue
-        if name == 'sample': out[name] = TestImageDataset(sample_images('test'), scale, max_images=max_images)
-        elif name in DATASETS:
-            try: hr = get_dataset(name, root, download_missing=False)
-            except FileNotFoundError as e: print(f'skipping {name}: {e}'); continue
-            lr = hr.parent / 'LR'   # PIRM ships its LR images beside HR
-            out[name] = TestImageDataset(hr, scale, lr_images=lr if name.startswith('PIRM') and lr.is_dir() else None,
-                                         max_images=max_images)
-        elif Path(part).expanduser().is_dir():
-            out[Path(part).expanduser().name] = TestImageDataset(Path(part).expanduser(), scale, max_images=max_images)
-        else: raise ValueError(f'{part!r} is not "sample", a dataset ({sorted(DATASETS)}) or an existing folder')
-    if not out: raise ValueError(f'no test set of {spec!r} is available (see the notes above)')
-    return out
-
 # %% ../nbs/07_evaluate.ipynb #33daf49f
 def metric_names() -> list[str]:
     "PSNR(-Y), SSIM(-Y), then every other metric registered in metrics.METRICS, in registration order."
@@ -147,8 +112,7 @@ def image_metrics(sr: np.ndarray, hr: np.ndarray,        # uint8 HxWx3, same sha
     "Each metric of `sr` (against `hr` when full-reference), and 'rmse' on Y, all with crop_border=scale."
     out = {}
     for m in (metric_names() if metrics is None else metrics):
-        M = METRICS[m]
-        out[m] = float(M.fn(sr, hr, crop_border=scale) if M.full_reference else M.fn(sr, crop_border=scale))
+        out[m] = float(get_metric(m)(sr, hr, crop_border=scale))
     out['rmse'] = 255.0 * 10 ** (-psnr(sr, hr, crop_border=scale, color='y') / 20)   # PSNR = 10 log10(255^2 / RMSE^2)
     return out
 
@@ -156,15 +120,8 @@ def image_metrics(sr: np.ndarray, hr: np.ndarray,        # uint8 HxWx3, same sha
 def _slug(name: str) -> str: return re.sub(r'[^A-Za-z0-9_.+()-]+', '_', name)
 
 def method_cache(cache_dir, dataset: str, method: Method) -> Path | None:
-    "The cache folder of (dataset, method), emptied first when its outputs came from another `source`."
-    if cache_dir is None: return None
-    folder = Path(cache_dir) / dataset / _slug(method.name)
-    stamp = folder / 'source.txt'
-    if stamp.is_file() and stamp.read_text() != method.source:
-        for f in folder.glob('*.png'): f.unlink()
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(method.source)
-    return folder
+    "The cache folder of (dataset, method) (data.stamped_folder: emptied first when its outputs came from another `source`)."
+    return None if cache_dir is None else stamped_folder(Path(cache_dir) / dataset / _slug(method.name), method.source)
 
 def sr_image(method: Method, lr: np.ndarray, hr_shape: tuple, path: Path | None = None) -> np.ndarray:
     "The method's output for `lr`: read from `path` when cached there with the right shape, else computed (and cached)."
@@ -177,7 +134,7 @@ def sr_image(method: Method, lr: np.ndarray, hr_shape: tuple, path: Path | None 
     return sr
 
 def evaluate(methods: dict[str, Method] | Sequence[Method],   # what to compare (their names label the rows)
-             datasets: dict[str, TestImageDataset],           # from load_test_sets
+             datasets: dict[str, TestImageDataset],           # from data.test_sets
              metrics: Sequence[str] | None = None,            # registry names; None: metric_names()
              cache_dir=None,                                  # SR outputs cached here; None: no cache
              reference: str | None = 'HR',                    # row of the HR images' no-reference metrics; None: none
@@ -202,7 +159,7 @@ def evaluate(methods: dict[str, Method] | Sequence[Method],   # what to compare 
                     rows += [(dname, img, m.name, k, v) for k, v in image_metrics(sr, hr, metrics, ds.scale).items()]
                     bar.update()
                 if reference:
-                    rows += [(dname, img, reference, k, float(METRICS[k].fn(hr, crop_border=ds.scale))) for k in nr]
+                    rows += [(dname, img, reference, k, float(get_metric(k)(hr, crop_border=ds.scale))) for k in nr]
                     bar.update()
     return pd.DataFrame(rows, columns=['dataset', 'image', 'method', 'metric', 'value'])
 
@@ -221,7 +178,9 @@ def results_table(df: pd.DataFrame,                   # tidy results from evalua
     return t.reindex(index=pd.unique(sel.method), columns=pd.MultiIndex.from_tuples(cols, names=['dataset', 'metric']))
 
 def _higher_is_better(metric: str) -> bool | None:
-    return False if metric == 'rmse' else (METRICS[metric].higher_is_better if metric in METRICS else None)
+    "Whether a column's metric points up (metrics.orient negates it), down, or is unknown (None); RMSE points down."
+    if metric == 'rmse': return False
+    return bool(orient(metric, np.ones(1))[0] < 0) if metric in METRICS else None
 
 def to_markdown(table: pd.DataFrame, reference: str | None = 'HR') -> str:
     "A GitHub markdown table of `results_table`: 'dataset METRIC arrow' headers, best of each column in bold."
@@ -328,6 +287,34 @@ def detail_box(hr: np.ndarray, size: tuple[int, int] = (120, 160), steps: int = 
     y0, x0 = max(((y, x) for y in ys for x in xs), key=lambda p: d[p[0]:p[0] + ch, p[1]:p[1] + cw].mean())
     return int(y0), int(y0 + ch), int(x0), int(x0 + cw)
 
+# %% ../nbs/07_evaluate.ipynb #bf213ff0
+def caption(img: np.ndarray, hr: np.ndarray | None = None, scale: int = 4) -> str:
+    "'NIQE x / y dB': NIQE of the whole image (when it is large enough) and PSNR-Y against `hr`, both with crop_border=scale."
+    cap = []
+    try: cap.append(f'NIQE {get_metric("niqe")(img, crop_border=scale):.2f}')
+    except ValueError: pass                                               # smaller than NIQE's 2x2 blocks
+    if hr is not None: cap.append(f'{get_metric("psnr")(img, hr, crop_border=scale):.2f} dB')
+    return ' / '.join(cap)
+
+def comparison_grid(rows: dict[str, dict[str, np.ndarray]],           # {row label: {column title: uint8 image}}
+                    captions: dict[str, dict[str, str]] | None = None,  # {row: {column: text}}; None: caption() of each
+                    crops: dict[str, tuple[int, int, int, int]] | None = None,  # {row: (y0, y1, x0, x1)}; None: detail_box
+                    reference: str = 'HR', scale: int = 4, size: tuple[int, int] = (120, 160)):
+    "Images side by side, a row per image with the same crop in every column, titled with captions; returns the figure."
+    import matplotlib.pyplot as plt
+    ncol = max(len(r) for r in rows.values())
+    fig, axs = plt.subplots(len(rows), ncol, figsize=(2.4 * ncol, 2.6 * len(rows)), squeeze=False)
+    for axr, (label, row) in zip(axs, rows.items()):
+        ref = row.get(reference)
+        y0, y1, x0, x1 = (crops or {}).get(label) or detail_box(ref if ref is not None else next(iter(row.values())), size)
+        for ax, (title, im) in zip(axr, row.items()):
+            cap = captions[label].get(title, '') if captions is not None else caption(im, None if title == reference else ref, scale)
+            ax.imshow(im[y0:y1, x0:x1]); ax.axis('off'); ax.set_title(title + ('\n' + cap if cap else ''), fontsize=9)
+        axr[0].text(-0.06, 0.5, label, rotation=90, transform=axr[0].transAxes, ha='right', va='center', fontsize=9)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/07_evaluate.ipynb #c845bc9e
 def _caption(v: pd.Series, image: str, method: str) -> str:
     "'NIQE x / y dB' from the tidy values of one image and method (parts that are missing left out)."
     niqe_, psnr_ = v.get((image, method, 'niqe')), v.get((image, method, 'psnr'))
@@ -338,23 +325,12 @@ def visual_comparison(ds: TestImageDataset, methods: dict[str, Method] | Sequenc
                       dataset: str,                           # ds's name in df (and in the cache)
                       cache_dir=None,                         # evaluate's cache: outputs are read, not recomputed
                       max_images: int = 3, size: tuple[int, int] = (120, 160), reference: str = 'HR'):
-    "A figure: one row per image (at most `max_images`), the same crop of every method and HR, NIQE / PSNR-Y captions."
-    import matplotlib.pyplot as plt
+    "comparison_grid of the first `max_images` images of `ds`: each method's output and HR, captioned with df's values."
     methods = list(methods.values()) if isinstance(methods, dict) else list(methods)
     v = df[df.dataset == dataset].set_index(['image', 'method', 'metric']).value
     folders = {m.name: method_cache(cache_dir, dataset, m) for m in methods}
-    n = min(len(ds), max_images)
-    fig, axs = plt.subplots(n, len(methods) + 1, figsize=(2.4 * (len(methods) + 1), 2.6 * n), squeeze=False)
-    for r in range(n):
-        item = ds[r]; hr = item['hr']
-        y0, y1, x0, x1 = detail_box(hr, size)
-        for ax, m in zip(axs[r], [*methods, None]):
-            f = folders[m.name] if m is not None else None
-            im = hr if m is None else sr_image(m, item['lr'], hr.shape, f / f'{item["name"]}.png' if f else None)
-            name = reference if m is None else m.name
-            cap = _caption(v, item['name'], name)
-            ax.imshow(im[y0:y1, x0:x1]); ax.axis('off')
-            ax.set_title(name + ('\n' + cap if cap else ''), fontsize=9)
-        axs[r, 0].text(-0.06, 0.5, item['name'], rotation=90, transform=axs[r, 0].transAxes, ha='right', va='center', fontsize=9)
-    fig.tight_layout()
-    return fig
+    rows = {}
+    for item in (ds[i] for i in range(min(len(ds), max_images))):
+        n, f = item['name'], lambda m: folders[m.name] / f'{item["name"]}.png' if folders[m.name] else None
+        rows[n] = {**{m.name: sr_image(m, item['lr'], item['hr'].shape, f(m)) for m in methods}, reference: item['hr']}
+    return comparison_grid(rows, {n: {c: _caption(v, n, c) for c in row} for n, row in rows.items()}, reference=reference, size=size)

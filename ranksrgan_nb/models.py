@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import DownloadError, download
+from .data import download
 
 # %% auto #0
 __all__ = ['VGG19_BLOCKS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'SAFE_GLOBALS', 'VGG19_URL', 'VGG19_HASH', 'VGG19_FILE',
@@ -58,7 +58,7 @@ class ResidualBlockNoBN(nn.Module):
 
 # %% ../nbs/02_models.ipynb #9fb403b0
 class SRResNet(nn.Module):
-    "RankSRGAN's generator: SRResNet without BatchNorm, global skip, pixel-shuffle upsampling (SPEC §1.1)."
+    "RankSRGAN's generator: SRResNet without BatchNorm, global skip, pixel-shuffle upsampling (official RankSRGAN_arch.SRResNet)."
     def __init__(self, nf: int = 64,    # width
                  nb: int = 16,          # residual blocks
                  scale: int = 4,        # 2, 3 or 4
@@ -102,6 +102,7 @@ class ResidualDenseBlock(nn.Module):
             feats.append(F.leaky_relu(conv(torch.cat(feats, 1)), 0.2))  # x_k = LReLU(W_k * [x_0..x_{k-1}])
         return x + 0.2 * self.conv5(torch.cat(feats, 1))                 # x_0 + beta * W_5 * [x_0..x_4]
 
+# %% ../nbs/02_models.ipynb #4d7e2a6a
 class RRDB(nn.Module):
     "Residual-in-residual dense block: x + 0.2 * RDB3(RDB2(RDB1(x)))."
     def __init__(self, nf: int = 64, gc: int = 32):
@@ -109,8 +110,9 @@ class RRDB(nn.Module):
         self.RDB1, self.RDB2, self.RDB3 = (ResidualDenseBlock(nf, gc) for _ in range(3))
 
     def forward(self, x):
-        return x + 0.2 * self.RDB3(self.RDB2(self.RDB1(x)))
+        return x + 0.2 * self.RDB3(self.RDB2(self.RDB1(x)))     # RRDB(x) = x + beta RDB3(RDB2(RDB1(x)))
 
+# %% ../nbs/02_models.ipynb #cad5d811
 class RRDBNet(nn.Module):
     "ESRGAN's generator: 23 RRDBs, global skip, nearest x2 upsampling + conv (mmsr `RRDBNet`)."
     def __init__(self, nf: int = 64,   # width
@@ -139,7 +141,7 @@ class RRDBNet(nn.Module):
 
 # %% ../nbs/02_models.ipynb #c495bd8c
 class _VGGStack(nn.Module):
-    "Ten convs k3s1/k4s2 with nf..8nf channels, BN after all but the first, LeakyReLU 0.2 (SPEC §1.2)."
+    "Ten convs k3s1/k4s2 with nf..8nf channels, BN after all but the first, LeakyReLU 0.2 (official Discriminator_VGG_296)."
     def __init__(self, in_nc: int, nf: int, bias: bool):  # bias: on every conv (Ranker) or only the first (D)
         super().__init__()
         c_in = in_nc
@@ -162,7 +164,7 @@ class _VGGStack(nn.Module):
 
 # %% ../nbs/02_models.ipynb #95b3df7c
 class Discriminator(_VGGStack):
-    "VGG-style discriminator: 10 convs (BN from the second, no conv bias after the first), 2 linear layers (SPEC §1.2)."
+    "VGG-style discriminator: 10 convs (BN from the second, no conv bias after the first), 2 linear layers (Discriminator_VGG_296)."
     def __init__(self, nf: int = 64,          # width
                  patch_size: int = 296,       # the (square) input size it is built for
                  in_nc: int = 3):
@@ -232,6 +234,7 @@ def _numpy_globals() -> list:
 
 SAFE_GLOBALS = _numpy_globals()   # what loading may build besides tensors and plain containers
 
+# %% ../nbs/02_models.ipynb #a51d104e
 def load_pth(path: str | os.PathLike, what: str = 'checkpoint', map_location='cpu'):
     "`torch.load(path, weights_only=True)` with SAFE_GLOBALS allowed; an error names the file, the cause and what to do."
     path = Path(path).expanduser()
@@ -286,6 +289,7 @@ def unwrap_state_dict(sd) -> dict[str, torch.Tensor]:  # a state dict, possibly 
     while sd and all(k.startswith('module.') for k in sd): sd = {k[len('module.'):]: v for k, v in sd.items()}
     return sd
 
+# %% ../nbs/02_models.ipynb #6b765464
 def _load_torchvision_vgg(features: nn.Sequential, sd: Mapping) -> None:
     "Load torchvision-format `features.N.*` tensors into `features` (a truncated VGG19), strictly."
     sd = unwrap_state_dict(sd)
@@ -300,6 +304,7 @@ def _load_torchvision_vgg(features: nn.Sequential, sd: Mapping) -> None:
         raise CheckpointError(f'VGG19 weights do not fit: missing {missing[:4]}, unexpected {stray[:4]}, wrong shape {wrong[:3]}')
     features.load_state_dict({k[len('features.'):]: sd[k] for k in want})
 
+# %% ../nbs/02_models.ipynb #204328c1
 @torch.no_grad()
 def _random_vgg(features: nn.Sequential, seed: int = VGG_RANDOM_SEED) -> None:
     "torchvision's VGG init (Kaiming-normal fan_out, zero bias) from a private generator."
@@ -340,10 +345,11 @@ def warn_random_vgg(message: str):
     _SHOWN.add(message)
     warnings.warn_explicit(message, RandomVGGWarning, 'ranksrgan_nb', 0)            # file 'ranksrgan_nb', line 0: nothing to echo
 
+# %% ../nbs/02_models.ipynb #721e9f93
 class VGGFeatures(nn.Module):
     "Frozen VGG19 features up to `layer` (default conv5_4 before ReLU = torchvision features[:35]), ImageNet-normalised input."
     def __init__(self, layer: str = 'conv5_4',  # last conv kept: 'conv1_1' ... 'conv5_4'
-                 before_relu: bool = True,      # cut before that conv's ReLU (SPEC §1.4) or after it
+                 before_relu: bool = True,      # cut before that conv's ReLU (the official define_F) or after it
                  weights='auto'):               # 'auto', 'imagenet', 'random'/None, a file path or a state dict
         super().__init__()
         names = vgg19_layer_names()
@@ -395,6 +401,7 @@ def _map_by_name(sd: dict, target: dict) -> tuple[dict, list]:
     if problems: raise CheckpointError('tensors do not fit by name: ' + ' | '.join(problems))
     return {k: sd.get(k, v) for k, v in target.items()}, [(k, k) for k in target if k in sd]
 
+# %% ../nbs/02_models.ipynb #505ab63b
 def _map_by_order(sd: dict, target: dict) -> tuple[dict, list]:
     "Pair old BasicSR tensors (natural order) with the model's (registration order); kinds and shapes must agree."
     src = sorted(sd.items(), key=lambda kv: _old_sort_key(kv[0]))
@@ -413,6 +420,7 @@ def _map_by_order(sd: dict, target: dict) -> tuple[dict, list]:
     if problems: raise CheckpointError('old-layout tensors do not fit in order: ' + '; '.join(problems))
     return out, pairs
 
+# %% ../nbs/02_models.ipynb #d2fad947
 def _fold_conv_bias_into_bn(sd: dict) -> dict:
     "Old BasicSR D: every conv bias right before a BatchNorm goes into its running_mean (mu - b); exact."
     prefixes = sorted({k.rpartition('.')[0] for k in sd}, key=lambda p: _old_sort_key(p + '.weight'))

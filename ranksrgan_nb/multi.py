@@ -10,18 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 import torch.nn as nn
 
-from .config import Profile, get_profile
-from .gan import RankContentLoss, _check_file
+from .config import MULTI_PREFIX, Profile, get_profile
+from .gan import RankContentLoss, checkpoint_path, level_builder, train_gan
 from .ranker import ensure_ranker, load_ranker
-from .train import ensure_srresnet, final_path, train_gan
+from .train import ensure_srresnet
 
 # %% auto #0
-__all__ = ['LEVEL_RANKER_LEVELS', 'MultiRankerLoss', 'level_profile', 'ensure_level_ranker', 'RankerTerm',
-           'train_multi_ranksrgan', 'parse_weight_grid', 'setting_stage']
+__all__ = ['LEVEL_RANKER_LEVELS', 'MultiRankerLoss', 'level_profile', 'RankerTerm', 'train_multi_ranksrgan',
+           'ensure_level_ranker', 'parse_weight_grid', 'setting_stage']
 
 # %% ../nbs/06_multi_ranker.ipynb #ad4ac23b
 class MultiRankerLoss(nn.Module):
@@ -39,15 +38,11 @@ class MultiRankerLoss(nn.Module):
         return sum(self.terms(sr).values())              # L_R = sum_k w_k L_R^(k)
 
 # %% ../nbs/06_multi_ranker.ipynb #ccf29012
-LEVEL_RANKER_LEVELS = ('hr', 'srgan', 'srresnet')
+LEVEL_RANKER_LEVELS = ('hr', 'srgan', 'srresnet')   # best first: a real photograph, then the two generators
 
 def level_profile(cfg: Profile) -> Profile:
     "The profile of the method-ordered Ranker: levels HR > SRGAN > SRResNet, labelled by level, no NIQE-gap filter."
     return get_profile(cfg, rank_levels=LEVEL_RANKER_LEVELS, label_metric='level', rank_diff_min=-1.0)
-
-def ensure_level_ranker(cfg: Profile, run_dir) -> Path:
-    "The method-ordered Ranker (built, with its rank dataset, if missing)."
-    return ensure_ranker(level_profile(cfg), run_dir, stage='ranker_level', data_name='rank_dataset_level')
 
 # %% ../nbs/06_multi_ranker.ipynb #ab1c0588
 @dataclass(frozen=True)
@@ -61,9 +56,9 @@ class RankerTerm:
 def train_multi_ranksrgan(cfg: Profile, run_dir, terms: Sequence[RankerTerm], stage: str,
                           init: str | os.PathLike | None = None, resume: bool = True, hooks=()) -> Path:
     "RankSRGAN with the sum of several rank-content losses; returns `run_dir/<stage>/final.pth`."
-    init = _check_file(init, 'generator') if init else ensure_srresnet(cfg, run_dir)
+    init = checkpoint_path(init, 'generator') if init else ensure_srresnet(cfg, run_dir)
     active = [t for t in terms if t.weight != 0]
-    Rs = {t.name: load_ranker(cfg, _check_file(t.path, f'Ranker {t.name!r}')) for t in active}
+    Rs = {t.name: load_ranker(cfg, checkpoint_path(t.path, f'Ranker {t.name!r}')) for t in active}
     def named(device):   # one logged term per Ranker; the GAN step sums them, which is MultiRankerLoss.forward
         loss = MultiRankerLoss({t.name: (Rs[t.name].to(device), t.weight, t.bias) for t in active},
                                cfg.rank_reduction, cfg.ranker_bn)
@@ -73,6 +68,13 @@ def train_multi_ranksrgan(cfg: Profile, run_dir, terms: Sequence[RankerTerm], st
     return train_gan(cfg, run_dir, stage, init=init, extra_losses=named if active else None,
                      extra_models={f'R_{n}': R for n, R in Rs.items()}, meta_extra=meta, resume=resume, hooks=hooks)
 
+# %% ../nbs/06_multi_ranker.ipynb #7de9a9ec
+def ensure_level_ranker(cfg: Profile, run_dir) -> Path:
+    "The method-ordered Ranker (built, with its rank dataset, if missing)."
+    return ensure_ranker(level_profile(cfg), run_dir, stage='ranker_level', data_name='rank_dataset_level',
+                         build_level=level_builder(cfg, run_dir))
+
+# %% ../nbs/06_multi_ranker.ipynb #df2961d7
 def parse_weight_grid(grid: str) -> list[tuple[float, float]]:
     "'0.03:0,0:0.03' -> [(0.03, 0.0), (0.0, 0.03)]."
     out = []
@@ -84,4 +86,4 @@ def parse_weight_grid(grid: str) -> list[tuple[float, float]]:
 
 def setting_stage(w_niqe: float, w_level: float) -> str:
     "The run-directory stage name of one weight setting."
-    return f'multi_n{w_niqe:g}_l{w_level:g}'
+    return f'{MULTI_PREFIX}n{w_niqe:g}_l{w_level:g}'

@@ -6,9 +6,7 @@
 from __future__ import annotations
 
 import json
-import math
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -20,69 +18,63 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .config import Profile, get_profile
-from .data import (bicubic_degrade, bicubic_upsample, img2tensor, scene_of, load_images, modcrop, read_image,
-                               resolve_images, tensor2img, write_image)
-from .metrics import get_metric, niqe, sharpness
-from .models import Ranker
-from .train import (TrainState, _prepare, ensure_srgan, ensure_srresnet, final_path, fit,
-                                load_final, load_generator, multistep, pick_device, save_final, seed_everything,
-                                stage_meta, super_resolve, train_gan)
+from .data import (bicubic_degrade, bicubic_upsample, file_stamp, img2tensor, modcrop, profile_images,
+                               read_image, scene_of, stamped_folder, write_image)
+from .metrics import get_metric, niqe, orient, sharpness
+from .models import Ranker, load_official
+from .train import (TrainState, batches, ensure_stage, final_path, fit, load_checkpoint, load_generator, multistep,
+                                pick_device, prepare_model, save_final, seed_everything, stage_meta, super_resolve)
 
 # %% auto #0
-__all__ = ['LEVEL_STAGES', 'ensure_srgan_plus', 'level_method', 'sr_outputs', 'sharpness_threshold', 'window_starts',
-           'label_scores', 'RankData', 'write_labels', 'read_rank_dataset', 'select_windows', 'split_scenes',
-           'build_rank_dataset', 'ensure_rank_dataset', 'RankPairDataset', 'margin_rank_loss', 'score_patches',
-           'rank_metrics', 'evaluate_ranker', 'make_ranker_step', 'train_ranker', 'load_ranker', 'ensure_ranker',
-           'ensure_test_tuples']
+__all__ = ['level_name', 'level_checkpoint', 'level_method', 'sr_outputs', 'sharpness_threshold', 'window_starts', 'label_scores',
+           'RankData', 'write_labels', 'read_rank_dataset', 'select_windows', 'split_scenes', 'build_rank_dataset',
+           'ensure_rank_dataset', 'RankPairDataset', 'margin_rank_loss', 'score_patches', 'rank_metrics',
+           'evaluate_ranker', 'make_ranker_step', 'train_ranker', 'load_ranker', 'ensure_ranker', 'ensure_test_tuples']
 
 # %% ../nbs/04_ranker.ipynb #7cdc236e
-def ensure_srgan_plus(cfg: Profile, run_dir) -> Path:
-    "SRGAN fine-tuned with a larger adversarial weight (`plus_w_gan`, `plus_iters`): the best offline level."
-    p = final_path(run_dir, 'srgan_plus')
-    if p.exists():
-        load_final(p, stage_meta(cfg, ('scale', 'g_nf', 'g_nb')))
-        return p
-    return train_gan(cfg, run_dir, 'srgan_plus', init=ensure_srgan(cfg, run_dir), n_iters=cfg.plus_iters,
-                     w_gan=cfg.plus_w_gan)
+def level_name(level: str) -> str:
+    "The name of a level in the rank dataset's files and folders: the level itself, or a checkpoint path's file stem."
+    return Path(level).stem if level.endswith('.pth') or os.sep in level else level
 
-LEVEL_STAGES = {'srresnet': ensure_srresnet, 'srgan': ensure_srgan, 'srgan_plus': ensure_srgan_plus}
+def level_checkpoint(run_dir, level: str,
+                     build_level: Callable[[str], os.PathLike] | None = None,  # trains a missing stage level; returns its file
+                     ) -> Path | None:
+    "The generator checkpoint of `level`: None for 'hr'/'bicubic', run_dir/<level>/final.pth, the path itself, or build_level(level)."
+    if level in ('hr', 'bicubic'): return None
+    p, f = final_path(run_dir, level), Path(level).expanduser()
+    if p.is_file(): return p
+    if level_name(level) != level and f.is_file(): return f
+    if build_level is None:
+        raise FileNotFoundError(f'rank level {level!r}: there is no {p} (and no checkpoint file of that name). Train that '
+                                "stage first (03_train_sr trains 'srresnet', 05_train_gan 'srgan' and 'srgan_plus'), give a "
+                                'checkpoint path as the level, or pass build_level=gan.level_builder(cfg, run_dir)')
+    return Path(build_level(level))
 
-def level_method(cfg: Profile, run_dir, level: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    "A function `(lr, hr) -> sr` (uint8) for level name `level`, training its generator if needed."
+def level_method(cfg: Profile, level: str, checkpoint: Path | None) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    "`(lr, hr) -> sr` (uint8) of a level: HR itself, MATLAB bicubic, or the generator in `checkpoint`."
     if level == 'hr': return lambda lr, hr: hr
-    if level == 'bicubic':
-        return lambda lr, hr: bicubic_upsample(lr, cfg.scale)
-    if level not in LEVEL_STAGES: raise ValueError(f'unknown level {level!r}; known: {sorted(LEVEL_STAGES) + ["bicubic", "hr"]}')
+    if level == 'bicubic': return lambda lr, hr: bicubic_upsample(lr, cfg.scale)
     device = pick_device(cfg.device)
-    G = load_generator(cfg, LEVEL_STAGES[level](cfg, run_dir), device)
+    G = load_generator(cfg, checkpoint, device)
     return lambda lr, hr: super_resolve(G, lr, device, cfg.amp)
 
-def _level_source(run_dir, level: str) -> str:
-    "What a cached level was made from: the stage result's path, size and time (empty for bicubic/hr)."
-    p = final_path(run_dir, level)
-    return f'{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}' if p.exists() else ''
-
+# %% ../nbs/04_ranker.ipynb #933b8bf1
 def sr_outputs(cfg: Profile, run_dir, images: dict[str, np.ndarray],
-               methods: dict[str, Callable] | None = None,  # {level: (lr, hr) -> sr}; default from cfg.rank_levels
+               methods: dict[str, Callable] | None = None,   # {level: (lr, hr) -> sr}; default: cfg.rank_levels
+               build_level: Callable[[str], os.PathLike] | None = None,  # trains a missing stage level (gan.level_builder)
                ) -> dict[str, dict[str, np.ndarray]]:
-    "`{level: {image name: uint8 SR}}` for every level, cached under run_dir/rank_dataset/sr/."
-    levels = list(methods) if methods else list(cfg.rank_levels)
+    "`{level name: {image name: uint8 SR}}` for every level, cached under run_dir/rank_dataset/sr/."
     out = {}
-    for level in levels:
-        folder = Path(run_dir) / 'rank_dataset' / 'sr' / level
-        fn = methods[level] if methods else None
-        if fn is None and level in LEVEL_STAGES: LEVEL_STAGES[level](cfg, run_dir)   # train the level first if missing
-        src, stamp = ('user method' if methods else _level_source(run_dir, level)), folder / 'source.txt'
-        if stamp.exists() and stamp.read_text() != src:       # the level was retrained: the cache is stale
-            for f in folder.glob('*.png'): f.unlink()
+    for level in (list(methods) if methods else list(cfg.rank_levels)):
+        ck = None if methods else level_checkpoint(run_dir, level, build_level)   # trains a missing stage level first
+        source = 'user method' if methods else file_stamp(ck) if ck else {'hr': 'HR', 'bicubic': f'MATLAB bicubic x{cfg.scale}'}[level]
+        folder = stamped_folder(Path(run_dir) / 'rank_dataset' / 'sr' / level_name(level), source)
         todo = [n for n in images if not (folder / f'{n}.png').exists()]
-        if todo:
-            fn = fn or level_method(cfg, run_dir, level)
-            for n in tqdm(todo, desc=f'SR {level}', leave=False):
-                hr = modcrop(images[n], cfg.scale)
-                write_image(folder / f'{n}.png', fn(bicubic_degrade(hr, cfg.scale), hr))
-            stamp.write_text(src)
-        out[level] = {n: read_image(folder / f'{n}.png') for n in images}
+        fn = (methods[level] if methods else level_method(cfg, level, ck)) if todo else None
+        for n in tqdm(todo, desc=f'SR {level_name(level)}', leave=False):
+            hr = modcrop(images[n], cfg.scale)
+            write_image(folder / f'{n}.png', fn(bicubic_degrade(hr, cfg.scale), hr))
+        out[level_name(level)] = {n: read_image(folder / f'{n}.png') for n in images}
     return out
 
 # %% ../nbs/04_ranker.ipynb #ee6ddde3
@@ -98,11 +90,10 @@ def label_scores(patches: torch.Tensor,  # (B, 3, H, W) float in [0, 1]
                  metric: str = 'niqe', crop_border: int = 4,
                  level_index: int = 0,   # only for metric='level': the level's position, 0 = best
                  ) -> np.ndarray:
-    "Label of each patch: the registry metric on Y with a shave, negated when higher is better (higher = worse)."
+    "Label of each patch: the registry metric on Y with a shave, oriented so that higher = worse (metrics.orient)."
     if metric == 'level': return np.full(len(patches), float(level_index))   # method-ordered labels (06)
     m = get_metric(metric)
-    v = np.asarray(m.fn(patches, crop_border=crop_border), dtype=np.float64).reshape(-1)
-    return -v if m.higher_is_better else v
+    return orient(m, np.asarray(m(patches, crop_border=crop_border), dtype=np.float64).reshape(-1))
 
 # %% ../nbs/04_ranker.ipynb #f5d00105
 @dataclass
@@ -196,14 +187,13 @@ def split_scenes(kept: dict[str, int],           # {image name: patches kept}
 def build_rank_dataset(cfg: Profile, run_dir, images: dict[str, np.ndarray] | None = None,
                        methods: dict[str, Callable] | None = None,  # {level: (lr, hr) -> sr}, best first
                        out_dir: str | os.PathLike | None = None,     # default run_dir/rank_dataset
+                       build_level: Callable[[str], os.PathLike] | None = None,  # trains a missing stage level
                        ) -> tuple[RankData, RankData]:
     "Stage 1: SR outputs -> filtered, labelled patch tuples; returns (train, valid) and writes them to disk."
     out = Path(out_dir or Path(run_dir) / 'rank_dataset')
-    if images is None:
-        images = {}
-        for _, imgs in resolve_images(cfg.train_data, 'train', cfg.data_root).items(): images.update(load_images(imgs))
-    levels = list(methods) if methods else list(cfg.rank_levels)
-    srs = sr_outputs(cfg, run_dir, images, methods)
+    images = profile_images(cfg, 'train') if images is None else images
+    levels = list(methods) if methods else [level_name(lv) for lv in cfg.rank_levels]
+    srs = sr_outputs(cfg, run_dir, images, methods, build_level)
     rng, p = np.random.default_rng(cfg.seed), cfg.rank_patch
     windows, counts = {}, {}
     for name in tqdm(sorted(images), desc='rank patches'):
@@ -239,18 +229,19 @@ def build_rank_dataset(cfg: Profile, run_dir, images: dict[str, np.ndarray] | No
 
 def ensure_rank_dataset(cfg: Profile, run_dir, name: str = 'rank_dataset',
                         images: dict[str, np.ndarray] | None = None,   # default: the profile's training images
+                        build_level: Callable[[str], os.PathLike] | None = None,  # trains a missing stage level
                         ) -> tuple[RankData, RankData]:
     "The rank dataset in run_dir/<name> (built first if missing)."
-    out = Path(run_dir) / name
+    out, levels = Path(run_dir) / name, [level_name(lv) for lv in cfg.rank_levels]
     if (out / 'manifest.json').exists() and (out / 'train_label.txt').exists():
         man = json.loads((out / 'manifest.json').read_text())
-        if man['levels'] != list(cfg.rank_levels) or man['label_metric'] != cfg.label_metric:
+        if man['levels'] != levels or man['label_metric'] != cfg.label_metric:
             raise ValueError(f'{out} holds levels {man["levels"]} labelled by {man["label_metric"]}, but the profile asks '
-                             f'for {list(cfg.rank_levels)} by {cfg.label_metric}; use another run_dir')
+                             f'for {levels} by {cfg.label_metric}; use another run_dir')
         tr = read_rank_dataset(out / 'train', out / 'train_label.txt', man['levels'])
         va = read_rank_dataset(out / 'valid', out / 'valid_label.txt', man['levels']) if man['n_valid'] else RankData(man['levels'])
         return tr, va
-    return build_rank_dataset(cfg, run_dir, images, out_dir=out)
+    return build_rank_dataset(cfg, run_dir, images, out_dir=out, build_level=build_level)
 
 # %% ../nbs/04_ranker.ipynb #bd7488e0
 class RankPairDataset(torch.utils.data.Dataset):
@@ -336,13 +327,12 @@ def train_ranker(cfg: Profile, run_dir, train_rd: RankData, valid_rd: RankData |
                  stage: str = 'ranker', resume: bool = True, hooks=()) -> Path:
     "Stage 2: train a Ranker on `train_rd`; returns `run_dir/<stage>/final.pth`."
     device = pick_device(cfg.device); seed_everything(cfg.seed, cfg.deterministic)
-    R = _prepare(Ranker(nf=cfg.r_nf), device)
+    R = prepare_model(Ranker(nf=cfg.r_nf), device)
     opt = torch.optim.Adam(R.parameters(), lr=cfg.ranker_lr, weight_decay=cfg.ranker_wd)
     meta = stage_meta(cfg, ('r_nf', 'ranker_iters', 'ranker_batch', 'ranker_lr', 'ranker_margin', 'ranker_clamp',
                             'ranker_oversample', 'label_metric', 'seed')) | {'stage': stage, 'levels': list(train_rd.levels)}
     st = TrainState({'R': R}, {'R': opt}, {'R': multistep(opt, cfg.ranker_iters, cfg.ranker_lr_steps, cfg.lr_gamma)}, meta=meta)
     ds = RankPairDataset(train_rd, cfg.ranker_oversample, cfg.seed)
-    from ranksrgan_nb.train import batches
     data = lambda a, b: batches(ds, cfg.ranker_batch, a, b)
     validate = (lambda: evaluate_ranker(R, valid_rd, device)) if valid_rd is not None and len(valid_rd) else None
     fit(st, make_ranker_step(R, opt, device, cfg.ranker_margin, cfg.ranker_clamp), data, cfg.ranker_iters,
@@ -352,28 +342,22 @@ def train_ranker(cfg: Profile, run_dir, train_rd: RankData, valid_rd: RankData |
 
 def load_ranker(cfg: Profile, path, device='cpu') -> Ranker:
     "A Ranker of the profile with the weights of a stage result or an official checkpoint."
-    from ranksrgan_nb.models import load_official
-    from ranksrgan_nb.train import load_checkpoint
-    R = Ranker(nf=cfg.r_nf); ck = load_checkpoint(path)
+    R, ck = Ranker(nf=cfg.r_nf), load_checkpoint(path)
     if 'weights' in ck: R.load_state_dict(ck['weights']['R'])
     else: load_official(R, ck)
     return R.to(device)
 
-def ensure_ranker(cfg: Profile, run_dir, stage: str = 'ranker', data_name: str = 'rank_dataset') -> Path:
+def ensure_ranker(cfg: Profile, run_dir, stage: str = 'ranker', data_name: str = 'rank_dataset',
+                  build_level: Callable[[str], os.PathLike] | None = None,  # trains a missing stage level (gan.level_builder)
+                  ) -> Path:
     "The finished Ranker of this profile in `run_dir`, building the rank dataset and training it if missing."
-    p = final_path(run_dir, stage)
-    if p.exists():
-        load_final(p, stage_meta(cfg, ('r_nf', 'label_metric')))
-        return p
-    tr, va = ensure_rank_dataset(cfg, run_dir, data_name)
-    return train_ranker(cfg, run_dir, tr, va, stage)
+    return ensure_stage(cfg, run_dir, stage, lambda: train_ranker(cfg, run_dir, *ensure_rank_dataset(cfg, run_dir, data_name,
+                                                                  build_level=build_level), stage), ('r_nf', 'label_metric'))
 
 # %% ../nbs/04_ranker.ipynb #0d06a5a3
-def ensure_test_tuples(cfg: Profile, run_dir, name: str = 'rank_dataset_test') -> RankData:
+def ensure_test_tuples(cfg: Profile, run_dir, name: str = 'rank_dataset_test',
+                       build_level: Callable[[str], os.PathLike] | None = None,  # trains a missing stage level
+                       ) -> RankData:
     "Rank tuples built from the profile's test images (never trained on), for evaluating a Ranker."
-    images = {}
-    for _, imgs in resolve_images(cfg.test_data, 'test', cfg.data_root).items():
-        # prefixed: SR outputs are cached by image name, and a test image may share a training image's name
-        images.update({f'test_{k}': v for k, v in load_images(imgs).items()})
-    tr, _ = ensure_rank_dataset(get_profile(cfg, rank_val_frac=0.0), run_dir, name, images)
-    return tr
+    images = profile_images(cfg, 'test', prefix='test_')   # SR outputs are cached by name: keep test images apart
+    return ensure_rank_dataset(get_profile(cfg, rank_val_frac=0.0), run_dir, name, images, build_level)[0]

@@ -9,6 +9,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -16,25 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .config import PROFILES, get_profile, resolve_dirs
+from .config import PROFILES, get_profile, project_root, resolve_dirs
 
 # %% auto #0
-__all__ = ['PIPELINE', 'StageFailed', 'StageResult', 'notebooks_dir', 'notebook_parameters', 'check_parameters', 'select',
-           'run_notebook', 'stage_folders', 'retire', 'reproduce', 'main']
+__all__ = ['PIPELINE', 'notebooks_dir', 'notebook_parameters', 'check_parameters', 'select', 'StageFailed', 'run_notebook',
+           'stage_folders', 'retire', 'StageResult', 'reproduce', 'render_docs', 'parser', 'main']
 
 # %% ../nbs/08_reproduce.ipynb #1217f948
-PIPELINE = ('00_config', '00_data', '01_metrics', '02_models', '03_train_sr', '04_ranker', '05_train_gan',
+PIPELINE = ('00a_config', '00b_data', '01_metrics', '02_models', '03_train_sr', '04_ranker', '05_train_gan',
             '06_multi_ranker', '07_evaluate')
-
-class StageFailed(RuntimeError):
-    "A notebook of the pipeline raised; the message names the notebook, the cell and the error."
-
-@dataclass
-class StageResult:
-    notebook: str
-    status: str          # 'ok', 'skipped'
-    seconds: float
-    output: Path
 
 def notebooks_dir() -> Path:
     "The pipeline notebooks of the imported package: `ranksrgan_nb/notebooks/` (a wheel) or `nbs/` beside it (a clone)."
@@ -44,9 +35,6 @@ def notebooks_dir() -> Path:
         if all((d / f'{n}.ipynb').is_file() for n in PIPELINE): return d
     raise FileNotFoundError(f'no pipeline notebooks in {pkg / "notebooks"} (an installed wheel) or {pkg.parent / "nbs"} '
                             '(a clone): install ranksrgan_nb from a wheel built by its setup.py, or from a clone')
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 # %% ../nbs/08_reproduce.ipynb #5a2b7c10
 def notebook_parameters(nb: Path) -> dict[str, str]:
@@ -62,6 +50,7 @@ def check_parameters(extra: dict, declared: dict[str, dict]) -> None:  # declare
         raise ValueError(f'no notebook of this run declares the parameter(s) {unknown}; '
                          f'the notebooks and their parameters:\n{listing}')
 
+# %% ../nbs/08_reproduce.ipynb #5a2b7c11
 def select(only: Sequence[str] | None) -> list[str]:  # names or prefixes ('05', '05_train_gan', '05_train_gan.ipynb')
     "The pipeline notebooks `only` names, in pipeline order (all when empty); a ValueError for an entry that matches none."
     if not only: return list(PIPELINE)
@@ -72,13 +61,15 @@ def select(only: Sequence[str] | None) -> list[str]:  # names or prefixes ('05',
     return [n for n in PIPELINE if any(hits(n, k) for k in keys)]
 
 # %% ../nbs/08_reproduce.ipynb #1cc2f689
+class StageFailed(RuntimeError):
+    "A notebook of the pipeline raised; the message names the notebook, the cell and the error."
+
 def run_notebook(nb: Path, out: Path, parameters: dict, kernel: str = 'python3', cwd: Path | None = None,
                  threads: int | None = None,  # OMP_NUM_THREADS for the kernel, unless the environment sets it
                  ) -> float:
     "Execute `nb` into `out` with the `parameters` it declares; returns seconds; raises StageFailed (keeping `out`)."
     import papermill as pm
-    declared = notebook_parameters(nb)
-    params = {k: v for k, v in parameters.items() if k in declared and v is not None}
+    params = {k: v for k, v in parameters.items() if k in notebook_parameters(nb) and v is not None}
     out.parent.mkdir(parents=True, exist_ok=True)
     running, failed = out.with_name(f'{out.stem}.running.ipynb'), out.with_name(f'{out.stem}.failed.ipynb')
     own_threads = threads is not None and 'OMP_NUM_THREADS' not in os.environ
@@ -115,6 +106,39 @@ def retire(run_dir: Path, stages: Sequence[str] = ()) -> list[Path]:  # folder n
         moved.append(Path(shutil.move(str(Path(run_dir) / s), str(dest / s))))
     return moved
 
+# %% ../nbs/08_reproduce.ipynb #c39a4690
+@dataclass
+class StageResult:
+    notebook: str
+    status: str          # 'ok', 'skipped'
+    seconds: float
+    output: Path
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+def _note(record_path: Path, record: dict, name: str, entry: dict) -> None:
+    "Set the record of notebook `name` and write the record file."
+    record[name] = entry
+    record_path.write_text(json.dumps(record, indent=1))
+
+# %% ../nbs/08_reproduce.ipynb #dce16afd
+def _run_stage(label: str, name: str, nb: Path, target: Path, params: dict, record: dict, record_path: Path,
+               rerun: bool, kernel: str, threads: int | None, log: Callable[[str], None]) -> StageResult:
+    "Run one pipeline notebook (or skip it when done with the same key), keeping the record; raises StageFailed."
+    key, prev = {'params': params, 'source': _digest(nb)}, record.get(name, {})
+    if not rerun and prev.get('status') == 'ok' and prev.get('key') == key and target.exists():
+        log(f'{label} {name:16s} skipped (done in {prev["seconds"]:.1f} s; --rerun to execute it again)')
+        return StageResult(name, 'skipped', 0.0, target)
+    log(f'{label} {name:16s} running ...'); _note(record_path, record, name, {'status': 'running', 'key': key})
+    try: sec = run_notebook(nb, target, params, kernel, threads=threads)
+    except StageFailed as e:
+        _note(record_path, record, name, {'status': 'failed', 'key': key, 'error': str(e)})
+        log(f'{label} {name:16s} FAILED'); raise
+    _note(record_path, record, name, {'status': 'ok', 'key': key, 'seconds': round(sec, 1)})
+    log(f'{label} {name:16s} ok ({sec:.1f} s)')
+    return StageResult(name, 'ok', sec, target)
+
 # %% ../nbs/08_reproduce.ipynb #8d5f0a41
 def _folders(profile: str, dirs: dict, extra: dict, out: str | Path | None) -> dict:
     "run_dir, fig_dir, results_dir from the options, `-p` entries of the same names (taken out of `extra`), or `out`."
@@ -139,8 +163,9 @@ def reproduce(profile: str = 'smoke',                  # 'smoke', 'cpu' or 'pape
               retrain: Sequence[str] | None = None,    # stage folders to train again ([]: all of them; None: none)
               extra: dict | None = None,               # more parameters (e.g. {'device': 'cpu'}); each must be declared
               kernel: str = 'python3',
-              out: str | Path | None = None,           # base folder for runs/, figures/, results/
+              out: str | Path | None = None,           # base folder for runs/, figures/, results/ (and docs/)
               log: Callable[[str], None] = print,
+              docs: str | Path | bool | None = None,   # HTML of the executed notebooks: a folder, True (docs/), False; None: cpu only
               ) -> list[StageResult]:
     "Run the pipeline's notebooks in order with papermill; skip finished ones; stop at the first failure."
     cfg, extra = get_profile(profile), dict(extra or {})
@@ -159,24 +184,78 @@ def reproduce(profile: str = 'smoke',                  # 'smoke', 'cpu' or 'pape
     params = {'profile': profile, 'run_dir': str(run_dir), 'fig_dir': str(fig_dir), 'results_dir': str(results_dir), **extra}
     results, t_all = [], time.perf_counter()
     for k, name in enumerate(todo, 1):
-        nb, target = nbs / f'{name}.ipynb', run_dir / 'notebooks' / f'{name}.ipynb'
-        key, prev = {'params': params, 'source': _digest(nb)}, record.get(name, {})
-        if not rerun and prev.get('status') == 'ok' and prev.get('key') == key and target.exists():
-            log(f'[{k}/{len(todo)}] {name:16s} skipped (done in {prev["seconds"]:.1f} s; --rerun to execute it again)')
-            results.append(StageResult(name, 'skipped', 0.0, target)); continue
-        log(f'[{k}/{len(todo)}] {name:16s} running ...')
-        record[name] = {'status': 'running', 'key': key}; record_path.write_text(json.dumps(record, indent=1))
-        try: sec = run_notebook(nb, target, params, kernel, threads=1 if cfg.name == 'smoke' else None)
-        except StageFailed as e:
-            record[name] = {'status': 'failed', 'key': key, 'error': str(e)}; record_path.write_text(json.dumps(record, indent=1))
-            log(f'[{k}/{len(todo)}] {name:16s} FAILED'); raise
-        record[name] = {'status': 'ok', 'key': key, 'seconds': round(sec, 1)}; record_path.write_text(json.dumps(record, indent=1))
-        log(f'[{k}/{len(todo)}] {name:16s} ok ({sec:.1f} s)')
-        results.append(StageResult(name, 'ok', sec, target))
+        results.append(_run_stage(f'[{k}/{len(todo)}]', name, nbs / f'{name}.ipynb', run_dir / 'notebooks' / f'{name}.ipynb',
+                                  params, record, record_path, rerun, kernel, 1 if cfg.name == 'smoke' else None, log))
     log(f'{profile}: {sum(r.status == "ok" for r in results)} run, {sum(r.status == "skipped" for r in results)} skipped, '
         f'{time.perf_counter() - t_all:.1f} s; executed notebooks in {run_dir / "notebooks"}, figures in {fig_dir}, '
         f'tables in {results_dir}')
+    if docs is None: docs = profile == 'cpu'
+    if docs is not False:
+        folder = Path(out or project_root()) / 'docs' if docs is True else Path(docs)
+        written = render_docs(run_dir, folder)
+        log(f'{profile}: {len(written) - 2} notebook(s) as HTML in {folder} ({sum(p.stat().st_size for p in written) / 2**20:.1f} MB)')
     return results
+
+# %% ../nbs/08_reproduce.ipynb #0ed16914
+def _static(nb):
+    "The notebook without widget state or widget views (a static page cannot run them), in place."
+    nb.metadata.pop('widgets', None)
+    for c in nb.cells:
+        for o in c.get('outputs', []):
+            if 'data' in o: o['data'].pop('application/vnd.jupyter.widget-view+json', None)
+    return nb
+
+def _summary(nb) -> tuple[str, str]:
+    "(title, one-line summary) from a notebook's first markdown cell: its '# Title' and '> summary' lines."
+    text = next((c.source for c in nb.cells if c.cell_type == 'markdown'), '')
+    title = next((l[2:].strip() for l in text.splitlines() if l.startswith('# ')), '')
+    return title, next((l[2:].strip() for l in text.splitlines() if l.startswith('> ')), '')
+
+# %% ../nbs/08_reproduce.ipynb #b5483a32
+def _page(nb) -> tuple[str, str]:
+    "(HTML body of the page, its stylesheet): nbconvert's lab template, images inline, no script loaded from elsewhere."
+    from nbconvert import HTMLExporter
+    exp = HTMLExporter(template_name='lab', embed_images=True, mathjax_url='', require_js_url='', jquery_url='',
+                       mermaid_js_url='', mermaid_layout_elk_js_url='', widget_renderer_url='')
+    html, _ = exp.from_notebook_node(_static(nb))
+    head, rest = html.split('</head>', 1)
+    css = '\n'.join(re.findall(r'(?s)<style[^>]*>(.*?)</style>', head))
+    head = re.sub(r'(?s)<style[^>]*>.*?</style>\s*', '', head) + '<link rel="stylesheet" href="notebook.css">\n'
+    head = re.sub(r'<script[^>]*src=""[^>]*>\s*</script>\s*', '', head)    # the emptied CDN scripts
+    return head + '</head>' + rest, css
+
+# %% ../nbs/08_reproduce.ipynb #e5a0250f
+def render_docs(run_dir: str | Path,                    # a run directory: its executed notebooks are in notebooks/
+                docs_dir: str | Path,                   # where the pages go (created)
+                names: Sequence[str] | None = None,     # notebooks to render; None: the pipeline's that were executed
+                ) -> list[Path]:
+    "HTML pages of a run's executed notebooks, `index.html` listing them and the shared `notebook.css`; returns the files."
+    import nbformat
+    src, docs = Path(run_dir) / 'notebooks', Path(docs_dir)
+    names = [n for n in (names or PIPELINE) if (src / f'{n}.ipynb').is_file()]
+    if not names: raise FileNotFoundError(f'no executed notebook in {src}: run the pipeline first (reproduce)')
+    docs.mkdir(parents=True, exist_ok=True)
+    written, items, css = [], [], ''
+    for n in names:
+        nb = nbformat.read(src / f'{n}.ipynb', as_version=4)
+        html, css = _page(nb)
+        (docs / f'{n}.html').write_text(html, encoding='utf-8'); written.append(docs / f'{n}.html')
+        title, summary = _summary(nb)
+        items.append(f'<li><a href="{n}.html">{n}</a>: <b>{title}</b>. {summary}</li>')
+    (docs / 'notebook.css').write_text(css, encoding='utf-8')
+    (docs / 'index.html').write_text(_INDEX.format(run=Path(run_dir).name, items='\n'.join(items)), encoding='utf-8')
+    return written + [docs / 'notebook.css', docs / 'index.html']
+
+_INDEX = '''<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>ranksrgan_nb: the executed notebooks</title>
+<style>body {{font-family: sans-serif; max-width: 60em; margin: 2em auto; line-height: 1.5}}</style></head>
+<body><h1>ranksrgan_nb: the executed notebooks</h1>
+<p>RankSRGAN (ICCV 2019, arXiv:1908.06382; TPAMI 2021, arXiv:2107.09427) as literate notebooks, here as executed by
+<code>ranksrgan reproduce</code> in the run <code>{run}</code>, with their figures and tables. Read them in this order:</p>
+<ol>
+{items}
+</ol></body></html>
+'''
 
 # %% ../nbs/08_reproduce.ipynb #e7815d7d
 def _value(s: str):
@@ -184,12 +263,12 @@ def _value(s: str):
     try: return json.loads(s)
     except ValueError: return s
 
-def main(argv: Sequence[str] | None = None, prog: str = 'python -m ranksrgan_nb.reproduce') -> int:
-    "Command-line entry point (`python -m ranksrgan_nb.reproduce`, `ranksrgan reproduce`)."
+def parser(prog: str = 'python -m ranksrgan_nb.reproduce') -> argparse.ArgumentParser:
+    "The argument parser of `python -m ranksrgan_nb.reproduce` and `ranksrgan reproduce`."
     ap = argparse.ArgumentParser(prog=prog, description=reproduce.__doc__)
     ap.add_argument('--profile', default='smoke', choices=list(PROFILES), help='which profile to run (default: smoke)')
-    ap.add_argument('--out', metavar='DIR', help='base folder for runs/, figures/ and results/ (default: the root of '
-                    'the clone you are in, else the current folder)')
+    ap.add_argument('--out', metavar='DIR', help='base folder for runs/, figures/, results/ and docs/ (default: the root '
+                    'of the clone you are in, else the current folder)')
     ap.add_argument('--run-dir', help='run directory (default: <out>/runs/<profile>)')
     ap.add_argument('--fig-dir', help='figure folder (default: <out>/figures/<profile>)')
     ap.add_argument('--results-dir', help='table folder (default: <out>/results/<profile>)')
@@ -200,10 +279,18 @@ def main(argv: Sequence[str] | None = None, prog: str = 'python -m ranksrgan_nb.
                     '(all of them if none is named) to <run-dir>/retired/<time>/ so they are trained again; implies --rerun')
     ap.add_argument('-p', '--parameter', nargs=2, action='append', default=[], metavar=('NAME', 'VALUE'),
                     help='a parameter for every notebook that declares it (repeatable); unknown names are an error')
-    a = ap.parse_args(argv)
+    ap.add_argument('--docs', nargs='?', const=True, default=None, metavar='DIR', help='after the run, render the executed '
+                    'notebooks as HTML into DIR (default: <out>/docs); the cpu profile does this unless --no-docs')
+    ap.add_argument('--no-docs', dest='docs', action='store_false', help='no HTML, also for the cpu profile')
+    return ap
+
+# %% ../nbs/08_reproduce.ipynb #6cc807ee
+def main(argv: Sequence[str] | None = None, prog: str = 'python -m ranksrgan_nb.reproduce') -> int:
+    "Command-line entry point (`python -m ranksrgan_nb.reproduce`, `ranksrgan reproduce`)."
+    a = parser(prog).parse_args(argv)
     try:
         reproduce(a.profile, a.run_dir, a.fig_dir, a.results_dir, a.only, a.rerun, a.retrain,
-                  {k: _value(v) for k, v in a.parameter}, out=a.out)
+                  {k: _value(v) for k, v in a.parameter}, out=a.out, docs=a.docs)
     except (StageFailed, FileNotFoundError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 1

@@ -4,7 +4,6 @@ Each test breaks something on purpose and checks that the result is right, or th
 setting, the value and what to do, and that nothing already written was lost.
 """
 import errno
-import json
 import re
 import math
 import os

@@ -13,6 +13,23 @@ warnings.filterwarnings('ignore', category=UserWarning)
 warnings.filterwarnings('ignore', category=RuntimeWarning)
 
 
+def _stop_at(k):
+    def hook(t, losses):
+        if t == k:
+            raise KeyboardInterrupt
+    return hook
+
+
+def _weights(path):
+    return T.load_checkpoint(path)['weights']
+
+
+def _assert_same(a: dict, b: dict):
+    for name in a:
+        for k in a[name]:
+            assert torch.equal(a[name][k], b[name][k]), f'{name}.{k} differs'
+
+
 def test_rank_content_loss_formula_and_frozen_ranker():
     torch.manual_seed(0)
     R = Ranker(nf=8)
@@ -53,7 +70,7 @@ def cfg():
 
 def test_zero_rank_weight_is_exactly_srgan(cfg, tmp_path):
     sr = T.train_srresnet(cfg, tmp_path)
-    a = T.load_checkpoint(T.train_gan(cfg, tmp_path, 'srgan', init=sr))['weights']
+    a = T.load_checkpoint(GN.train_gan(cfg, tmp_path, 'srgan', init=sr))['weights']
     b = T.load_checkpoint(GN.train_ranksrgan(get_profile(cfg, w_R=0), tmp_path, 'rank0', init=sr))['weights']
     for k in a['G']:
         assert torch.equal(a['G'][k], b['G'][k])
@@ -69,7 +86,7 @@ def test_ranksrgan_with_a_given_ranker(cfg, tmp_path):
     log = pd.read_csv(tmp_path / 'ranksrgan' / 'log.csv')
     assert 'l_g_rank' in log.columns and (log.l_g_rank > 0).all()
     # the rank term changes the result compared with SRGAN
-    a = T.load_checkpoint(T.train_gan(cfg, tmp_path, 'srgan', init=sr))['weights']['G']['conv_first.weight']
+    a = T.load_checkpoint(GN.train_gan(cfg, tmp_path, 'srgan', init=sr))['weights']['G']['conv_first.weight']
     assert not torch.equal(a, T.load_checkpoint(p)['weights']['G']['conv_first.weight'])
 
 
@@ -84,3 +101,48 @@ def test_missing_and_mismatched_checkpoints(cfg, tmp_path):
     torch.save({'conv_first.weight': torch.zeros(1)}, tmp_path / 'junk_G.pth')
     with pytest.raises(ValueError, match='does not fit an SRResNet'):
         GN.train_ranksrgan(cfg, tmp_path, init=tmp_path / 'junk_G.pth')
+
+
+# ------------------------------------------------------------------ the SRGAN stage (moved here with it from train)
+def test_gan_step_matches_hand_written_losses(cfg):
+    torch.manual_seed(0)
+    G, D, V = T.build_generator(cfg), T.build_discriminator(cfg), T.build_vgg(cfg)
+    b = {'lr': torch.rand(2, 3, 8, 8), 'hr': torch.rand(2, 3, 32, 32)}
+    G2 = T.build_generator(cfg); G2.load_state_dict(G.state_dict())
+    D2 = T.build_discriminator(cfg); D2.load_state_dict(D.state_dict())
+    w = GN.GanWeights(w_pix=0.1, w_fea=1.0, w_gan=5e-3)
+    extra = {'l_g_extra': lambda sr: 0.7 * sr.mean()}
+    out = GN.make_gan_step(G, D, V, torch.optim.SGD(G.parameters(), lr=0), torch.optim.SGD(D.parameters(), lr=0), w,
+                          torch.device('cpu'), extra_losses=extra)(b)
+    sr = G2(b['lr'])
+    ref = (0.1 * (sr - b['hr']).abs().mean() + (V(sr) - V(b['hr'])).abs().mean()
+           + 5e-3 * torch.nn.functional.softplus(-D2(sr)).mean() + 0.7 * sr.mean())
+    assert abs(out['l_g_total'] - ref.item()) < 1e-5
+    d_ref = torch.nn.functional.softplus(-D2(b['hr'])).mean() + torch.nn.functional.softplus(D2(sr.detach())).mean()
+    assert abs(out['l_d_real'] + out['l_d_fake'] - d_ref.item()) < 1e-5
+    assert set(out) >= {'l_g_pix', 'l_g_fea', 'l_g_gan', 'l_g_extra', 'D_real', 'D_fake'}
+
+
+def test_gan_interrupted_and_resumed_is_bitwise_identical(cfg, tmp_path):
+    sr = T.train_srresnet(cfg, tmp_path / 'sr')
+    full = GN.train_gan(cfg, tmp_path / 'a', init=sr)
+    with pytest.raises(KeyboardInterrupt):
+        GN.train_gan(cfg, tmp_path / 'b', init=sr, hooks=[_stop_at(3)])
+    resumed = GN.train_gan(cfg, tmp_path / 'b', init=sr)
+    _assert_same(_weights(full), _weights(resumed))
+    # and an unrelated run with another seed really differs (the comparison can fail)
+    other = GN.train_gan(get_profile(cfg, seed=11), tmp_path / 'c', init=sr)
+    assert not torch.equal(_weights(full)['G']['conv_first.weight'], _weights(other)['G']['conv_first.weight'])
+
+
+def test_level_builder_trains_missing_levels_only(cfg, tmp_path):
+    from ranksrgan_nb import ranker as RK
+    build = GN.level_builder(cfg, tmp_path)
+    with pytest.raises(FileNotFoundError, match="05_train_gan 'srgan'"):
+        RK.level_checkpoint(tmp_path, 'srgan')                      # no build_level: a missing stage is an error
+    p = RK.level_checkpoint(tmp_path, 'srgan', build)               # trains SRResNet, then SRGAN
+    assert p == T.final_path(tmp_path, 'srgan') and T.final_path(tmp_path, 'srresnet').exists()
+    assert RK.level_checkpoint(tmp_path, 'srgan') == p              # finished: found without building
+    assert RK.level_checkpoint(tmp_path, str(p)) == p               # a checkpoint path is a level too
+    with pytest.raises(ValueError, match='can train'):
+        build('bicubic_x')

@@ -3,7 +3,6 @@ NIQE values (../shared/parity), a literal NumPy transcription of the MATLAB NIQE
 import dataclasses
 import math
 import os
-import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -120,7 +119,7 @@ def test_psnr_gray_and_rgba_inputs():
 
 
 def test_ssim_rgb_equals_the_official_3d_computation():
-    "SPEC 9.11: SSIM of the HxWx3 array (OpenCV filters channels separately; the map is averaged over all)."
+    "The official codes/utils/util.py::calculate_ssim on RGB: SSIM of the HxWx3 array (OpenCV filters channels separately)."
     hr, sr = ASTRO[:90, :70].astype(float), _sr(ASTRO)[:90, :70].astype(float)
     x = np.arange(11) - 5.0
     w = np.exp(-x ** 2 / 4.5); w = np.outer(w, w) / np.outer(w, w).sum()

@@ -1,7 +1,8 @@
 """Tests of ranksrgan_nb.models (nbs/02_models.ipynb).
 
-The references here are written independently of the module: the parameter counts of SPEC §1, the
-key/shape layouts of the released checkpoints (official_state_dict_layouts.json), explicit
+The references here are written independently of the module: the parameter counts of the official networks
+(counted on the official RankSRGAN_arch.py classes), the key/shape layouts of the released checkpoints
+(tests/fixtures/official_state_dict_layouts.json), explicit
 old->new key tables, the old BasicSR networks written the way BasicSR wrote them, and the new ones
 written out with torch.nn.functional.
 """

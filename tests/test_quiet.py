@@ -9,7 +9,7 @@ def test_random_vgg_warning_once_per_message_without_source_line():
         import warnings
         from ranksrgan_nb.config import get_profile
         from ranksrgan_nb.models import RandomVGGWarning, VGGFeatures
-        from ranksrgan_nb.train import gan_weights
+        from ranksrgan_nb.gan import gan_weights
         for _ in range(3):
             with warnings.catch_warnings(): warnings.simplefilter('ignore', DeprecationWarning)   # filters change between builds
             gan_weights(get_profile('smoke'), VGGFeatures('conv1_2', weights='random'))

@@ -8,7 +8,7 @@ import torch
 
 from ranksrgan_nb import ranker as RK
 from ranksrgan_nb.config import get_profile
-from ranksrgan_nb.data import imresize, read_image, rgb_to_y, write_image
+from ranksrgan_nb.data import imresize, read_image, write_image
 from ranksrgan_nb.metrics import niqe
 
 warnings.filterwarnings('ignore', category=UserWarning)

@@ -3,7 +3,10 @@
 The notebooks run here are tiny ones written by the tests, or `00a_config` (about a second); the whole pipeline
 runs in test_notebooks.py.
 """
+import base64
+import io
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -12,7 +15,7 @@ import pytest
 import ranksrgan_nb
 from ranksrgan_nb import reproduce as R
 from ranksrgan_nb.reproduce import (PIPELINE, StageFailed, check_parameters, main, notebook_parameters, notebooks_dir,
-                                    reproduce, retire, run_notebook, select, stage_folders)
+                                    render_docs, reproduce, retire, run_notebook, select, stage_folders)
 
 NBS = Path(__file__).resolve().parents[1] / 'nbs'
 
@@ -182,5 +185,43 @@ def test_one_thread_for_smoke_kernels_unless_the_environment_says(tmp_path, monk
     assert outputs(tmp_path / 'c.ipynb') == '3\n'
     seen = []
     monkeypatch.setattr(R, 'run_notebook', lambda *a, threads=None: seen.append(threads) or 0.0)
-    for profile in ('smoke', 'cpu'): reproduce(profile, only=['00a_config'], out=tmp_path / profile, log=lambda s: None)
+    for profile in ('smoke', 'cpu'): reproduce(profile, only=['00a_config'], out=tmp_path / profile, log=lambda s: None, docs=False)
     assert seen == [1, None]
+
+
+# --- the executed notebooks as HTML (docs/) -------------------------------------------------------------------
+def test_render_docs_embeds_figures_drops_widgets_and_loads_nothing(tmp_path):
+    from PIL import Image
+    buf = io.BytesIO(); Image.new('RGB', (3, 2), (255, 0, 0)).save(buf, format='png')
+    png = base64.b64encode(buf.getvalue()).decode()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell('# Metrics here\n\n> One line on them.'),
+                                         nbformat.v4.new_code_cell('fig')])
+    nb.cells[1].outputs = [nbformat.v4.new_output('display_data', {'image/png': png, 'text/plain': '<Figure>'}),
+                           nbformat.v4.new_output('display_data', {'application/vnd.jupyter.widget-view+json': {'model_id': 'x'},
+                                                                   'text/plain': 'a slider'})]
+    nb.metadata['widgets'] = {'application/vnd.jupyter.widget-state+json': {'state': {'x': {'big': 'y' * 100_000}}}}
+    run = tmp_path / 'run'
+    (run / 'notebooks').mkdir(parents=True); nbformat.write(nb, run / 'notebooks' / '01_metrics.ipynb')
+    (run / 'notebooks' / 'not_in_the_pipeline.ipynb').write_text('{}')
+    written = render_docs(run, tmp_path / 'docs')
+    assert [p.name for p in written] == ['01_metrics.html', 'notebook.css', 'index.html']
+    html = (tmp_path / 'docs' / '01_metrics.html').read_text()
+    assert f'data:image/png;base64,{png}' in html                          # the figure is in the page
+    assert 'y' * 1000 not in html and 'widget-state' not in html            # widget state dropped
+    assert not re.findall(r'<(?:script|link)[^>]*(?:src|href)="(?:https?:)?//', html)   # nothing from the internet
+    assert len(html) < 100_000                                              # the stylesheet is shared, not repeated
+    index = (tmp_path / 'docs' / 'index.html').read_text()
+    assert '<a href="01_metrics.html">01_metrics</a>: <b>Metrics here</b>. One line on them.' in index
+    with pytest.raises(FileNotFoundError, match='no executed notebook'):
+        render_docs(tmp_path / 'empty', tmp_path / 'docs2')
+
+
+def test_cpu_profile_renders_docs_by_default(tmp_path):
+    log = []
+    reproduce('cpu', only=['00a_config'], out=tmp_path, log=log.append)
+    assert sorted(p.name for p in (tmp_path / 'docs').iterdir()) == ['00a_config.html', 'index.html', 'notebook.css']
+    assert 'notebook(s) as HTML in' in log[-1]
+    reproduce('smoke', only=['00a_config'], out=tmp_path / 's', log=log.append)
+    assert not (tmp_path / 's' / 'docs').exists()                           # other profiles: only when asked
+    assert main(['--only', '00a_config', '--out', str(tmp_path / 's'), '--docs']) == 0
+    assert (tmp_path / 's' / 'docs' / 'index.html').exists()
