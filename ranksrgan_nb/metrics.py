@@ -69,7 +69,7 @@ def _quantise(img,                # uint8 HxWx3 array, or float (B,3,H,W) tensor
     a = to_rgb(a[crop + r0:crop + r1, crop:crop + W])  # gray repeated to 3 channels, alpha dropped, as data.read_image
     return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None], True
 
-# %% ../nbs/01_metrics.ipynb #f779a297
+# %% ../nbs/01_metrics.ipynb #32105c7a
 GRAY_WEIGHTS = (0.298936021293775, 0.587043074451121, 0.114020904255103)  # MATLAB rgb2gray
 
 def luma(q: torch.Tensor,      # (B,3,H,W) of integers 0..255 (from _quantise)
@@ -92,7 +92,7 @@ def luma(q: torch.Tensor,      # (B,3,H,W) of integers 0..255 (from _quantise)
     if torch.isnan(out.sum()): raise ValueError(f'{name} contains NaN')  # a sum is NaN iff an entry is (all finite else)
     return out
 
-# %% ../nbs/01_metrics.ipynb #aa2d33f0
+# %% ../nbs/01_metrics.ipynb #9bf4928e
 def _result(out: torch.Tensor, was_array: bool, like=None):
     "A float for one array; the (B,) tensor on the input's device otherwise (float32 on MPS)."
     if was_array: return float(out[0])
@@ -113,7 +113,7 @@ def _pair(a, b, crop_border: int, color: str, rows: tuple[int, int] | None = Non
         raise ValueError(f'crop_border={crop_border} leaves nothing of a {_size(a)} (HxW) image')
     return luma(qa, color, False, 'a'), luma(qb, color, False, 'b').to(qa.device), arr_a
 
-# %% ../nbs/01_metrics.ipynb #15134f47
+# %% ../nbs/01_metrics.ipynb #2ea38fc7
 def _row_sums(a, b, crop_border: int, color: str, fn, halo: int = 0) -> tuple[torch.Tensor, bool]:
     "Row sums (B, C, rows) of fn(x, y) over the cropped pair, made in stripes of rows; fn maps h rows to h - halo rows."
     (H, W), n = _size(a, crop_border), 3 if color == 'rgb' else 1
@@ -132,14 +132,14 @@ def psnr(a,                   # uint8 HxWx3 array, or float (B,3,H,W) tensor in 
     mse = s.sum((1, 2)) / (s.shape[1] * s.shape[2] * _size(a, crop_border)[1])      # MSE = sum (x - y)^2 / (H W C)
     return _result(10 * torch.log10(255.0 ** 2 / mse), was_array, a)                 # PSNR = 10 log10(255^2 / MSE)
 
-# %% ../nbs/01_metrics.ipynb #4c0b0160
+# %% ../nbs/01_metrics.ipynb #c5faed78
 def gaussian_kernel1d(size: int, sigma: float) -> np.ndarray:
     "The normalised 1-D Gaussian whose outer product is MATLAB's fspecial('gaussian', size, sigma)."
     x = np.arange(size) - (size - 1) / 2
     g = np.exp(-x ** 2 / (2 * sigma ** 2))
     return g / g.sum()
 
-# %% ../nbs/01_metrics.ipynb #64aeeb47
+# %% ../nbs/01_metrics.ipynb #9f0451f1
 def sep_filter(x: torch.Tensor,       # (N,H,W)
                k: np.ndarray,         # odd, symmetric 1-D kernel
                replicate: bool = True,  # True: MATLAB imfilter(..., 'replicate'), same size; False: 'valid' part
@@ -196,7 +196,7 @@ def _niqe_size(img, crop_border: int, color: str) -> tuple[int, int]:
                          f'got {H}x{W} (HxW)')
     return H // b * b, W // b * b
 
-# %% ../nbs/01_metrics.ipynb #bb28c9de
+# %% ../nbs/01_metrics.ipynb #b812fd01
 def niqe_luma(img,                  # uint8 HxWx3 array, or float (B,3,H,W) tensor in [0,1]
               crop_border: int = 0, # pixels shaved from each border before NIQE (PIRM labels: 4)
               color: str = 'y',     # 'y' (BT.601 Y, rounded) or 'gray' (MATLAB rgb2gray, rounded)
@@ -206,7 +206,7 @@ def niqe_luma(img,                  # uint8 HxWx3 array, or float (B,3,H,W) tens
     q, was_array = _quantise(img, 'img', crop_border, NIQE_BLOCK)
     return luma(q, color), was_array
 
-# %% ../nbs/01_metrics.ipynb #0fe83c48
+# %% ../nbs/01_metrics.ipynb #b0834a7e
 MSCN_ZERO = 1e-10  # |I - mu| up to this (grey levels) is floating-point noise of a flat/linear region: set to 0
 _K7 = gaussian_kernel1d(7, 7 / 6)
 
@@ -237,7 +237,7 @@ def niqe_pristine_params() -> tuple[np.ndarray, np.ndarray]:
     mu.setflags(write=False); cov.setflags(write=False)
     return mu, cov
 
-# %% ../nbs/01_metrics.ipynb #e44a6101
+# %% ../nbs/01_metrics.ipynb #d0ead4f9
 def mvg_distance(f: torch.Tensor,    # (B, blocks, 36) features, NaN allowed
                  mu_p: np.ndarray,   # (36,) pristine mean
                  cov_p: np.ndarray,  # (36, 36) pristine covariance
@@ -254,10 +254,10 @@ def mvg_distance(f: torch.Tensor,    # (B, blocks, 36) features, NaN allowed
     bad = torch.isnan(cov).flatten(1).any(1) | torch.isnan(mu).any(1)
     d = torch.where(bad[:, None], 0, mp - mu)
     S = torch.where(bad[:, None, None], cp, (cp + cov) / 2)
-    D2 = torch.einsum('bi,bij,bj->b', d, torch.linalg.pinv(S), d)        # Eq. 10, squared
+    D2 = torch.einsum('bi,bij,bj->b', d, torch.linalg.pinv(S), d)        # D^2 = d' pinv((S1 + S2)/2) d
     return torch.where(bad, torch.nan, D2.clamp(min=0).sqrt())
 
-# %% ../nbs/01_metrics.ipynb #b97bc448
+# %% ../nbs/01_metrics.ipynb #21ac79cc
 def grid_argmin(x: torch.Tensor,    # values to match (any shape)
                 r: torch.Tensor,    # strictly increasing table
                 ) -> torch.Tensor:  # int64 indices, shape of x
@@ -268,7 +268,7 @@ def grid_argmin(x: torch.Tensor,    # values to match (any shape)
     idx = torch.where((r[hi] - xs) ** 2 < (r[lo] - xs) ** 2, hi, lo)  # a tie keeps the first index
     return torch.where(torch.isfinite(xs), idx, torch.zeros_like(idx)).view(x.shape)
 
-# %% ../nbs/01_metrics.ipynb #eb367c9c
+# %% ../nbs/01_metrics.ipynb #90f96693
 class Scratch(dict):
     "Reusable scratch tensors by name: `get` returns the stored one if its shape matches (big CPU allocations are slow)."
     def get(self, name: str, shape, like: torch.Tensor) -> torch.Tensor:
@@ -277,7 +277,7 @@ class Scratch(dict):
             t = self[name] = like.new_empty(shape)
         return t
 
-# %% ../nbs/01_metrics.ipynb #5f50c3aa
+# %% ../nbs/01_metrics.ipynb #986a3cfc
 def _aggd_moments(v: torch.Tensor, ws: Scratch | None = None) -> tuple[torch.Tensor, ...]:
     "Sums over the last dim: squares of negatives, all squares, |v|, and the counts of negatives and positives."
     tmp = (Scratch() if ws is None else ws).get('moments', v.shape, v)
@@ -289,7 +289,7 @@ def _aggd_moments(v: torch.Tensor, ws: Scratch | None = None) -> tuple[torch.Ten
     n_nonzero, n_diff = (torch.linalg.vector_norm(sg, 2, -1) ** 2).round_(), sg.sum(-1)  # exact integers
     return sq_neg, sq, s_abs, (n_nonzero - n_diff) / 2, (n_nonzero + n_diff) / 2
 
-# %% ../nbs/01_metrics.ipynb #154d7f16
+# %% ../nbs/01_metrics.ipynb #fc93005d
 def _aggd_solve(sq_neg, sq, s_abs, n_neg, n_pos, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     "The fit from the moments of n samples: grid index of alpha, sigma_l, sigma_r."
     sigma_l = torch.sqrt(sq_neg / n_neg)                             # NaN when there is no negative value
@@ -327,7 +327,7 @@ def mscn(y: torch.Tensor,  # float64 (B,1,H,W), 0..255
     d = F.hardshrink(torch.sub(x, mu, out=t), MSCN_ZERO)               # flat/linear regions: exactly 0
     return d.div_(torch.add(sigma, 1, out=t))[:, None], mu[:, None], sigma[:, None]
 
-# %% ../nbs/01_metrics.ipynb #59fff863
+# %% ../nbs/01_metrics.ipynb #75231210
 def _circshift_mul(X: torch.Tensor, di: int, dj: int, out: torch.Tensor) -> None:
     "out = X .* circshift(X, [di dj]) over the last two dims (MATLAB: B(i,j) = A(i-di, j-dj)), without copying X."
     b = X.shape[-1]
@@ -357,7 +357,7 @@ def block_features(s: torch.Tensor,  # MSCN (B,1,H,W), H and W multiples of b
     f[0, ..., 1] = (bl[0] + br[0]) / 2                                   # the MSCN fit: (alpha, mean beta)
     return f.permute(1, 2, 0, 3).reshape(B, X.shape[1], 20)[..., [0, 1] + list(range(4, 20))]
 
-# %% ../nbs/01_metrics.ipynb #30810fa6
+# %% ../nbs/01_metrics.ipynb #31d03787
 def niqe_features(y: torch.Tensor,  # (B,1,H,W) from niqe_luma (0..255, whole blocks)
                   ws: Scratch | None = None,  # scratch buffers to reuse across calls
                   ) -> torch.Tensor:  # (B, blocks, 36)
@@ -463,7 +463,7 @@ def get_metric(name: str) -> Metric:
     if name not in METRICS: raise ValueError(f'unknown metric {name!r}; known metrics: {sorted(METRICS)}')
     return METRICS[name]
 
-# %% ../nbs/01_metrics.ipynb #baf0da2e
+# %% ../nbs/01_metrics.ipynb #18b096f5
 def orient(metric: str | Metric, values):
     "Values with 'higher = worse' meaning (the Ranker label convention): higher-is-better metrics are negated."
     m = metric if isinstance(metric, Metric) else get_metric(metric)

@@ -106,7 +106,7 @@ def retire(run_dir: Path, stages: Sequence[str] = ()) -> list[Path]:  # folder n
         moved.append(Path(shutil.move(str(Path(run_dir) / s), str(dest / s))))
     return moved
 
-# %% ../nbs/08_reproduce.ipynb #c39a4690
+# %% ../nbs/08_reproduce.ipynb #d9efa261
 @dataclass
 class StageResult:
     notebook: str
@@ -122,7 +122,7 @@ def _note(record_path: Path, record: dict, name: str, entry: dict) -> None:
     record[name] = entry
     record_path.write_text(json.dumps(record, indent=1))
 
-# %% ../nbs/08_reproduce.ipynb #dce16afd
+# %% ../nbs/08_reproduce.ipynb #6268c114
 def _run_stage(label: str, name: str, nb: Path, target: Path, params: dict, record: dict, record_path: Path,
                rerun: bool, kernel: str, threads: int | None, log: Callable[[str], None]) -> StageResult:
     "Run one pipeline notebook (or skip it when done with the same key), keeping the record; raises StageFailed."
@@ -196,13 +196,28 @@ def reproduce(profile: str = 'smoke',                  # 'smoke', 'cpu' or 'pape
         log(f'{profile}: {len(written) - 2} notebook(s) as HTML in {folder} ({sum(p.stat().st_size for p in written) / 2**20:.1f} MB)')
     return results
 
-# %% ../nbs/08_reproduce.ipynb #0ed16914
+# %% ../nbs/08_reproduce.ipynb #4d081880
+def _small_image(png_b64: str) -> tuple[str, str]:
+    "(mime type, base64) of a figure re-encoded small: a PNG of at most 256 colours, or a JPEG when under half that size."
+    import base64, io
+    from PIL import Image
+    im = Image.open(io.BytesIO(base64.b64decode(png_b64))).convert('RGB')
+    png, jpg = io.BytesIO(), io.BytesIO()
+    im.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(png, 'png', optimize=True)
+    im.save(jpg, 'jpeg', quality=90)
+    mime, buf = ('image/jpeg', jpg) if 2 * jpg.tell() < png.tell() else ('image/png', png)
+    return mime, base64.b64encode(buf.getvalue()).decode()
+
 def _static(nb):
-    "The notebook without widget state or widget views (a static page cannot run them), in place."
+    "The notebook for a static page, in place: no widget state or widget views, its figures re-encoded small."
     nb.metadata.pop('widgets', None)
     for c in nb.cells:
         for o in c.get('outputs', []):
-            if 'data' in o: o['data'].pop('application/vnd.jupyter.widget-view+json', None)
+            d = o.get('data', {})
+            d.pop('application/vnd.jupyter.widget-view+json', None)
+            if 'image/png' in d:
+                mime, b64 = _small_image(''.join(d.pop('image/png')))
+                d[mime] = b64
     return nb
 
 def _summary(nb) -> tuple[str, str]:
@@ -211,7 +226,7 @@ def _summary(nb) -> tuple[str, str]:
     title = next((l[2:].strip() for l in text.splitlines() if l.startswith('# ')), '')
     return title, next((l[2:].strip() for l in text.splitlines() if l.startswith('> ')), '')
 
-# %% ../nbs/08_reproduce.ipynb #b5483a32
+# %% ../nbs/08_reproduce.ipynb #7d9be522
 def _page(nb) -> tuple[str, str]:
     "(HTML body of the page, its stylesheet): nbconvert's lab template, images inline, no script loaded from elsewhere."
     from nbconvert import HTMLExporter
@@ -224,7 +239,7 @@ def _page(nb) -> tuple[str, str]:
     head = re.sub(r'<script[^>]*src=""[^>]*>\s*</script>\s*', '', head)    # the emptied CDN scripts
     return head + '</head>' + rest, css
 
-# %% ../nbs/08_reproduce.ipynb #e5a0250f
+# %% ../nbs/08_reproduce.ipynb #edc5bb23
 def render_docs(run_dir: str | Path,                    # a run directory: its executed notebooks are in notebooks/
                 docs_dir: str | Path,                   # where the pages go (created)
                 names: Sequence[str] | None = None,     # notebooks to render; None: the pipeline's that were executed
@@ -284,7 +299,7 @@ def parser(prog: str = 'python -m ranksrgan_nb.reproduce') -> argparse.ArgumentP
     ap.add_argument('--no-docs', dest='docs', action='store_false', help='no HTML, also for the cpu profile')
     return ap
 
-# %% ../nbs/08_reproduce.ipynb #6cc807ee
+# %% ../nbs/08_reproduce.ipynb #94a5cff6
 def main(argv: Sequence[str] | None = None, prog: str = 'python -m ranksrgan_nb.reproduce') -> int:
     "Command-line entry point (`python -m ranksrgan_nb.reproduce`, `ranksrgan reproduce`)."
     a = parser(prog).parse_args(argv)
