@@ -58,7 +58,7 @@ def level_method(cfg: Profile, level: str, checkpoint: Path | None) -> Callable[
     G = load_generator(cfg, checkpoint, device)
     return lambda lr, hr: super_resolve(G, lr, device, cfg.amp)
 
-# %% ../nbs/04_ranker.ipynb #933b8bf1
+# %% ../nbs/04_ranker.ipynb #cc3f571f
 def sr_outputs(cfg: Profile, run_dir, images: dict[str, np.ndarray],
                methods: dict[str, Callable] | None = None,   # {level: (lr, hr) -> sr}; default: cfg.rank_levels
                build_level: Callable[[str], os.PathLike] | None = None,  # trains a missing stage level (gan.level_builder)

@@ -1,4 +1,4 @@
-"""Stage 3: the rank-content loss and RankSRGAN training."""
+"""05_train_gan: the SRGAN step and stage, the rank-content loss, RankSRGAN training, and the levels it trains for 04."""
 import warnings
 
 import pytest
@@ -8,26 +8,10 @@ from ranksrgan_nb import gan as GN
 from ranksrgan_nb import train as T
 from ranksrgan_nb.config import get_profile
 from ranksrgan_nb.models import Ranker
+from test_train import _assert_same, _stop_at, _weights   # the engine's helpers: interrupt a run, compare weights
 
 warnings.filterwarnings('ignore', category=UserWarning)
 warnings.filterwarnings('ignore', category=RuntimeWarning)
-
-
-def _stop_at(k):
-    def hook(t, losses):
-        if t == k:
-            raise KeyboardInterrupt
-    return hook
-
-
-def _weights(path):
-    return T.load_checkpoint(path)['weights']
-
-
-def _assert_same(a: dict, b: dict):
-    for name in a:
-        for k in a[name]:
-            assert torch.equal(a[name][k], b[name][k]), f'{name}.{k} differs'
 
 
 def test_rank_content_loss_formula_and_frozen_ranker():

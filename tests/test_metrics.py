@@ -1,5 +1,5 @@
 """Tests of ranksrgan_nb.metrics against independent references: scikit-image (PSNR, SSIM), published MATLAB
-NIQE values (../shared/parity), a literal NumPy transcription of the MATLAB NIQE code, and brute-force scans."""
+NIQE values (the parity images, when a folder holds them: $RANKSRGAN_PARITY_DIR or shared/parity beside the clone), a literal NumPy transcription of the MATLAB NIQE code, and brute-force scans."""
 import dataclasses
 import math
 import os
@@ -31,7 +31,7 @@ def _parity_dir():
 
 PARITY = _parity_dir()
 needs_parity = pytest.mark.skipif(PARITY is None, reason='parity fixtures not found: set RANKSRGAN_PARITY_DIR or put '
-                                  'them in ../shared/parity beside the project (they are not shipped with the package)')
+                                  'them in shared/parity beside the clone (they are not shipped with the package)')
 
 
 def _sr(hr):

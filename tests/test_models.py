@@ -22,9 +22,8 @@ from ranksrgan_nb.data import DownloadError
 from ranksrgan_nb.models import (CheckpointError, Discriminator, Ranker, RandomVGGWarning, RRDBNet, SRResNet, VGGFeatures,
                                  count_params, load_official, map_official)
 
-LAYOUT_FILES = [Path(__file__).parent / 'fixtures' / 'official_state_dict_layouts.json',
-                Path('/work/shared/official_state_dict_layouts.json')]     # the spec folder of the dev machine
-LAYOUT_FILE = next((p for p in LAYOUT_FILES if p.is_file()), None)
+LAYOUT_FILE = Path(__file__).parent / 'fixtures' / 'official_state_dict_layouts.json'
+LAYOUT_FILE = LAYOUT_FILE if LAYOUT_FILE.is_file() else None
 needs_layouts = pytest.mark.skipif(LAYOUT_FILE is None, reason='official_state_dict_layouts.json not in tests/fixtures')
 VGG_CONVS = [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34]   # torchvision vgg19().features conv indices
 VGG_CH = [64, 64, 128, 128, 256, 256, 256, 256, 512, 512, 512, 512, 512, 512, 512, 512]
