@@ -29,13 +29,15 @@ class Profile:
     deterministic: bool = False          # torch deterministic algorithms (slower; bitwise-repeatable runs)
     amp: bool = True                     # bf16 autocast on CUDA (ignored on CPU)
     train_data: str = 'sample'           # 'sample' (bundled photos), a folder of images, or a dataset name ('DIV2K')
-    test_data: str = 'sample'            # 'sample', a folder, or dataset names separated by commas ('Set14,BSD100')
+    test_data: str = 'sample'            # test sets of the tables (07): 'sample', folders, or dataset names separated by commas
+    val_data: str = 'sample'             # validation images of the training curves (the official code: PIRM-test)
     data_root: str = '~/.cache/ranksrgan_nb/datasets'  # where get_dataset looks for / unpacks datasets
     # --- networks
     g_nf: int = 64                       # SRResNet width
     g_nb: int = 16                       # SRResNet residual blocks
     d_nf: int = 64                       # discriminator width
     r_nf: int = 64                       # Ranker width
+    g_init: str = 'official'             # SRResNet init: 'official' (Kaiming x 0.1) or 'identity' (starts as nearest upsampling; 02)
     vgg_weights: str = 'auto'            # VGG19 weights: 'auto' (cached file or random+warning), 'imagenet', 'random', or a path
     vgg_layer: str = 'conv5_4'           # perceptual-loss layer (before its ReLU)
     # --- training data
@@ -57,7 +59,8 @@ class Profile:
     w_R: float = 3e-2                    # rank-content loss weight
     R_bias: float = 0.0                  # g, the target rank score of the rank-content loss
     rank_reduction: str = 'sum'          # 'sum' over the batch (official) or 'mean'
-    ranker_bn: str = 'train'             # Ranker BatchNorm mode inside GAN training: 'train' (official) or 'eval'
+    ranker_design: str = 'official'      # 'official': pairs best-first, Ranker BatchNorm in train mode in the GAN; 'eval': random order, eval mode (04)
+    gan_seeds: tuple = (10,)             # seeds of the SRGAN / RankSRGAN pairs of 05 (the first gives 'srgan' and 'ranksrgan')
     # --- 04: rank dataset (official generate_rankdataset.m) and Ranker (train_Ranker.yml)
     rank_levels: tuple = ('srgan_plus', 'srgan', 'srresnet')  # SR methods, best perceptual level first
     plus_w_gan: float = 2e-2             # adversarial weight of the third level ('srgan_plus', SRGAN fine-tuned)
@@ -65,12 +68,15 @@ class Profile:
     rank_patch: int = 296                # rank-dataset patch size
     rank_stride: int = 148               # sliding-window stride
     rank_sharpness_min: float = 40.0     # keep patches whose sharpness >= this (for 296-px patches; scaled by area, 04)
-    rank_diff_min: float = 0.1           # keep triplets with |metric(level2) - metric(level1)| > this
+    rank_diff_min: float = 0.1           # keep tuples whose labels differ by more than this between every two adjacent levels
+    rank_noise_k: float = 0.0            # admit a level only if its median label gap to the level above exceeds k x NIQE's retest noise (0: off)
     rank_max_per_image: int = 200        # at most this many triplets per source image
     rank_val_frac: float = 0.1           # held-out fraction, split by source image
     label_metric: str = 'niqe'           # metric-registry name used for labels
     ranker_iters: int = 400_000          # Ranker iterations
     ranker_batch: int = 16               # pairs per Ranker batch
+    ranker_crop: int = 0                 # Ranker training/check crop inside a rank patch; 0: the whole patch (official)
+    ranker_cross: float = 0.0            # fraction of Ranker pairs drawn across locations (labels far enough apart); 0: official
     ranker_lr: float = 1e-4              # Adam lr of the Ranker
     ranker_wd: float = 1e-4              # Adam weight decay of the Ranker
     ranker_lr_steps: tuple = (0.25, 0.5)  # [100k, 200k] of 400k
@@ -81,12 +87,18 @@ class Profile:
     val_every: int = 2000                # validate every N iterations
     ckpt_every: int = 2000               # checkpoint every N iterations
     log_every: int = 200                 # write a CSV log row every N iterations
-    val_max_images: int = 100            # validate on at most this many test images
+    val_max_images: int = 100            # validate on at most this many validation images
+
+    @property
+    def ranker_bn(self) -> str:
+        "The Ranker's BatchNorm mode inside GAN training, fixed by `ranker_design`."
+        return 'train' if self.ranker_design == 'official' else 'eval'
+
 
 # %% ../nbs/00a_config.ipynb #3e4ade9a
 _TYPES = {f.name: f.type for f in fields(Profile)}                  # 'int', 'float', ... (annotations as strings)
 _KIND = {'float': 'a finite number', 'int': 'an integer', 'bool': 'True or False', 'str': 'a string', 'tuple': 'a tuple'}
-_ITEMS = {'sr_lr_steps': 'float', 'gan_lr_steps': 'float', 'ranker_lr_steps': 'float', 'rank_levels': 'str'}
+_ITEMS = {'sr_lr_steps': 'float', 'gan_lr_steps': 'float', 'ranker_lr_steps': 'float', 'rank_levels': 'str', 'gan_seeds': 'int'}
 
 def _is(v, want: str) -> bool:
     "Whether `v` is of the annotated type `want` (an int is no bool; a float is finite and may be an int)."
@@ -103,10 +115,10 @@ def _check_types(p: Profile) -> None:
             raise TypeError(f'{k}={v!r} must hold {_ITEMS[k]} values, e.g. {getattr(Profile, k)!r}')
 
 # %% ../nbs/00a_config.ipynb #d9276d2a
-CHOICES = {'rank_reduction': ('sum', 'mean'), 'ranker_bn': ('train', 'eval'), 'scale': (2, 3, 4),
+CHOICES = {'rank_reduction': ('sum', 'mean'), 'ranker_design': ('official', 'eval'), 'g_init': ('official', 'identity'), 'scale': (2, 3, 4),
            'vgg_layer': ('conv1_2', 'conv2_2', 'conv3_4', 'conv4_4', 'conv5_4')}
 _POSITIVE = ('sr_lr', 'gan_lr', 'ranker_lr', 'ranker_clamp', 'batch_size', 'rank_stride', 'rank_max_per_image', 'val_max_images')
-_NONNEGATIVE = ('seed', 'w_pix', 'w_fea', 'w_fea_random', 'w_gan', 'w_R', 'plus_w_gan', 'ranker_wd', 'ranker_margin')
+_NONNEGATIVE = ('seed', 'w_pix', 'w_fea', 'w_fea_random', 'w_gan', 'w_R', 'plus_w_gan', 'ranker_wd', 'ranker_margin', 'rank_noise_k')
 
 def _check_ranges(p: Profile) -> None:
     "Raise a ValueError naming the first field whose value is not one of its choices or is out of its range."
@@ -118,6 +130,9 @@ def _check_ranges(p: Profile) -> None:
         if getattr(p, k) < 0: raise ValueError(f'{k} must be >= 0, got {getattr(p, k)!r}')
     if not 0 < p.lr_gamma <= 1: raise ValueError(f'lr_gamma (the factor of each learning-rate step) must be in (0, 1], got {p.lr_gamma!r}')
     if not 0 <= p.rank_val_frac < 1: raise ValueError(f'rank_val_frac must be in [0, 1), got {p.rank_val_frac}')
+    if not 0 <= p.ranker_cross < 1: raise ValueError(f'ranker_cross must be in [0, 1), got {p.ranker_cross}')
+    if not p.gan_seeds or min(p.gan_seeds) < 0 or len(set(p.gan_seeds)) != len(p.gan_seeds):
+        raise ValueError(f'gan_seeds must be one or more different seeds >= 0, got {p.gan_seeds!r}')
 
 # %% ../nbs/00a_config.ipynb #e5c66ca5
 def _check_profile(p: Profile) -> Profile:
@@ -130,6 +145,8 @@ def _check_profile(p: Profile) -> Profile:
         if not all(0 < s < 1 for s in steps) or list(steps) != sorted(steps):
             raise ValueError(f'{k} must be increasing fractions in (0, 1), got {steps!r}')
     if p.rank_patch < 200: raise ValueError(f'rank_patch must be >= 200 (NIQE labels need 2x2 blocks of 96 after a 4-pixel shave), got {p.rank_patch}')
+    if p.ranker_crop and not 32 <= p.ranker_crop <= p.rank_patch:
+        raise ValueError(f'ranker_crop must be 0 (the whole rank patch) or between 32 and rank_patch={p.rank_patch}, got {p.ranker_crop}')
     if len(set(p.rank_levels)) < 2 or len(set(p.rank_levels)) != len(p.rank_levels):
         raise ValueError(f'rank_levels needs at least 2 different SR methods, got {p.rank_levels!r}')
     return p
@@ -138,14 +155,14 @@ def _check_profile(p: Profile) -> Profile:
 PROFILES = {
     'paper': _check_profile(Profile(name='paper', train_data='DIV2K', test_data='PIRM,Set14,BSD100')),
     'cpu': _check_profile(Profile(
-        name='cpu', hr_patch=64, batch_size=8,
-        sr_iters=2500, sr_lr_steps=(0.5, 0.75),
-        gan_iters=600, gan_lr_steps=(0.5, 0.75), plus_iters=300,
-        rank_levels=('hr', 'srgan', 'srresnet'), rank_patch=200, rank_stride=25, rank_max_per_image=200,
-        ranker_iters=250, ranker_batch=8, ranker_lr_steps=(0.5, 0.75),
-        val_every=100, ckpt_every=100, log_every=10, val_max_images=2)),
+        name='cpu', train_data='SunHays80', test_data='Set14,CBSD68', val_data='Set5', g_init='identity',
+        hr_patch=96, batch_size=8, sr_iters=3000, sr_lr_steps=(0.5, 0.75),
+        gan_iters=600, gan_lr_steps=(), w_gan=2e-2, w_fea_random=30.0, gan_seeds=(10, 11), plus_iters=300,
+        rank_levels=('hr', 'srgan', 'srresnet'), rank_noise_k=2.0, ranker_design='eval', ranker_crop=96,
+        ranker_iters=600, ranker_batch=8, ranker_lr_steps=(),
+        val_every=100, ckpt_every=100, log_every=10, val_max_images=5)),
     'smoke': _check_profile(Profile(
-        name='smoke', g_nf=8, g_nb=2, d_nf=8, r_nf=8, vgg_weights='random',
+        name='smoke', g_nf=8, g_nb=2, d_nf=8, r_nf=8, vgg_weights='random', g_init='identity',
         hr_patch=32, batch_size=2,
         sr_iters=30, sr_lr=2e-3, gan_iters=6, plus_iters=4, rank_patch=200, rank_stride=100, rank_max_per_image=4,
         rank_sharpness_min=0.0, rank_diff_min=0.0,
@@ -155,8 +172,9 @@ PROFILES = {
 
 # %% ../nbs/00a_config.ipynb #710e2286
 def _coerce_item(name, v):
-    "One item of a tuple field: a float for the learning-rate steps (strings parsed), a string for rank_levels."
+    "One item of a tuple field: a float for the learning-rate steps (strings parsed), a string for rank_levels, an int for gan_seeds."
     if _ITEMS[name] == 'str': return str(v).strip()
+    if _ITEMS[name] == 'int' and not isinstance(v, bool) and float(v).is_integer(): return int(float(v))
     if isinstance(v, bool): raise TypeError(v)
     return float(v)
 
@@ -211,7 +229,7 @@ def _check_names(p: Profile) -> Profile:
             raise _unknown('a level of rank_levels', lv, _LEVELS)
     if p.vgg_weights not in ('auto', 'imagenet', 'random') and not Path(p.vgg_weights).expanduser().is_file():
         raise ValueError(f"vgg_weights={p.vgg_weights!r} is not 'auto', 'imagenet', 'random' or an existing file")
-    for k in ('train_data', 'test_data'):
+    for k in ('train_data', 'test_data', 'val_data'):
         for part in (s.strip() for s in getattr(p, k).split(',') if s.strip()):
             if part == 'sample' or Path(part).expanduser().is_dir(): continue
             from ranksrgan_nb.data import DATASET_ALIASES, DATASETS

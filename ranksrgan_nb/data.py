@@ -535,6 +535,8 @@ DATASETS.update({
     'Set14': DatasetSpec(_EDSR + 'benchmark.tar', _BENCH, 'benchmark/Set14/HR'),
     'BSD100': DatasetSpec(_EDSR + 'benchmark.tar', _BENCH, 'benchmark/B100/HR'),
     'Urban100': DatasetSpec(_EDSR + 'benchmark.tar', _BENCH, 'benchmark/Urban100/HR'),
+    'CBSD68': DatasetSpec(None, None, 'CBSD68/HR', 'colour BSD68, 68 PNG files'),
+    'SunHays80': DatasetSpec(None, None, 'SunHays80/HR', 'Sun-Hays scene photographs, 80 JPEG files'),
     'PIRM_val': DatasetSpec(None, None, 'PIRM_Val_set/HR', _PIRM),
     'PIRM_test': DatasetSpec(None, None, 'PIRM_Test_set/HR', _PIRM),
 })

@@ -19,7 +19,7 @@ def test_paper_profile_is_the_official_config():
     assert (p.batch_size, p.hr_patch, p.gan_iters, p.gan_lr) == (8, 296, 500_000, 1e-4)
     assert [round(s * p.gan_iters) for s in p.gan_lr_steps] == [50_000, 100_000, 200_000, 300_000]
     assert (p.w_pix, p.w_fea, p.w_gan, p.w_R, p.R_bias, p.lr_gamma) == (0, 1, 5e-3, 3e-2, 0, 0.5)
-    assert (p.rank_reduction, p.ranker_bn) == ('sum', 'train')
+    assert (p.rank_reduction, p.ranker_bn, p.ranker_design) == ('sum', 'train', 'official')
     assert (p.ranker_lr, p.ranker_wd, p.ranker_batch, p.ranker_iters) == (1e-4, 1e-4, 16, 400_000)
     assert (p.ranker_margin, p.ranker_clamp) == (0.5, 5.0)
 
@@ -39,7 +39,7 @@ def test_overrides_and_none():
     (dict(gan_iters='x'), 'gan_iters expects int'),
     (dict(gan_iters=2.5), 'gan_iters expects int'),
     (dict(w_R='big'), 'w_R expects float'),
-    (dict(ranker_bn='frozen'), "not one of ['train', 'eval']"),
+    (dict(ranker_design='frozen'), "not one of ['official', 'eval']"),
     (dict(batch_size=0), 'batch_size must be > 0'),
     (dict(hr_patch=33), 'multiple of scale'),
     (dict(gan_lr_steps=(0.5, 0.2)), 'increasing fractions'),
