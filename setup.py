@@ -58,7 +58,7 @@ setuptools.setup(
     ] + [f'Programming Language :: Python :: {v}' for v in py_versions[py_versions.index(min_python):]],
     packages=setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
     include_package_data=True,
-    package_data={cfg['lib_name'] + '.assets': ['*.npz', '*.md'], cfg['lib_name'] + '.assets.weights.cpu': ['*.pth', '*.md']},
+    package_data={cfg['lib_name'] + '.assets': ['*.npz', '*.md', '*.tsv'], cfg['lib_name'] + '.assets.weights.cpu': ['*.pth', '*.md']},
     python_requires='>=' + min_python,
     install_requires=requirements,
     extras_require={'dev': dev_requirements},

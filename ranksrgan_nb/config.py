@@ -31,7 +31,7 @@ class Profile:
     train_data: str = 'sample'           # 'sample' (bundled photos), a folder of images, or a dataset name ('DIV2K')
     test_data: str = 'sample'            # test sets of the tables (07): 'sample', folders, or dataset names separated by commas
     val_data: str = 'sample'             # validation images of the training curves (the official code: PIRM-test)
-    data_root: str = '~/.cache/ranksrgan_nb/datasets'  # where get_dataset looks for / unpacks datasets
+    data_root: str = ''                  # dataset folder; '': $RANKSRGAN_NB_DATA, else ~/.cache/ranksrgan_nb/datasets (data.data_root)
     # --- networks
     g_nf: int = 64                       # SRResNet width
     g_nb: int = 16                       # SRResNet residual blocks
@@ -93,7 +93,6 @@ class Profile:
     def ranker_bn(self) -> str:
         "The Ranker's BatchNorm mode inside GAN training, fixed by `ranker_design`."
         return 'train' if self.ranker_design == 'official' else 'eval'
-
 
 # %% ../nbs/00a_config.ipynb #3e4ade9a
 _TYPES = {f.name: f.type for f in fields(Profile)}                  # 'int', 'float', ... (annotations as strings)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno
 import functools
 import math
@@ -14,6 +15,7 @@ import re
 import shutil
 import warnings
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +23,15 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 # %% auto #0
-__all__ = ['ROUNDING_SLACK', 'IMAGE_EXTS', 'MAX_IMAGE_PIXELS', 'STRIPE_PIXELS', 'SAMPLE_IMAGES', 'SAMPLE_SCENES', 'DATASETS',
-           'DATASET_ALIASES', 'to_rgb', 'ImageReadError', 'read_image', 'atomic_path', 'write_image', 'img2tensor',
-           'tensor2img', 'cubic', 'resize_taps', 'resize_matrix', 'resize_band', 'stripe_rows', 'resize_stripes',
-           'imresize', 'rgb2ycbcr', 'rgb_to_y', 'modcrop', 'crop_border', 'bicubic_degrade', 'bicubic_upsample',
-           'sample_images', 'scene_of', 'list_images', 'load_images', 'augment', 'PairedPatchDataset',
-           'TestImageDataset', 'DownloadError', 'download', 'DatasetSpec', 'get_dataset', 'ImageSet', 'resolve_images',
-           'profile_images', 'test_sets', 'file_stamp', 'stamped_folder', 'stale_temporaries']
+__all__ = ['ROUNDING_SLACK', 'IMAGE_EXTS', 'MAX_IMAGE_PIXELS', 'STRIPE_PIXELS', 'SAMPLE_IMAGES', 'SAMPLE_SCENES', 'DATA_ENV',
+           'DEFAULT_DATA_ROOT', 'DATASETS', 'DATASETS_MANIFEST', 'RAW_URL', 'DATASET_ALIASES', 'to_rgb',
+           'ImageReadError', 'read_image', 'atomic_path', 'write_image', 'img2tensor', 'tensor2img', 'cubic',
+           'resize_taps', 'resize_matrix', 'resize_band', 'stripe_rows', 'resize_stripes', 'imresize', 'rgb2ycbcr',
+           'rgb_to_y', 'modcrop', 'crop_border', 'bicubic_degrade', 'bicubic_upsample', 'sample_images', 'scene_of',
+           'list_images', 'load_images', 'augment', 'PairedPatchDataset', 'TestImageDataset', 'DownloadError',
+           'download', 'data_root', 'DatasetSpec', 'read_manifest', 'source_url', 'fetch_files', 'get_dataset',
+           'ImageSet', 'resolve_images', 'profile_images', 'test_sets', 'file_stamp', 'stamped_folder',
+           'stale_temporaries']
 
 # %% ../nbs/00b_data.ipynb #f4962f73
 ROUNDING_SLACK = 0.5 / 255   # floats this far outside [0, 1] still round to 0 or 255
@@ -488,14 +492,25 @@ def download(url: str,                     # where the file lives
                             f'and put it at {dest / fname} (checksum {known_hash or "not published"}).'
                             + _present(dest / fname, known_hash)) from e
 
+# %% ../nbs/00b_data.ipynb #03228930
+DATA_ENV = 'RANKSRGAN_NB_DATA'                    # environment variable naming the data root
+DEFAULT_DATA_ROOT = '~/.cache/ranksrgan_nb/datasets'
+
+def data_root(root: str | os.PathLike | None = None,  # a given root; None or '': the default
+              ) -> Path:
+    "The data root: `root` if given, else $RANKSRGAN_NB_DATA if set, else ~/.cache/ranksrgan_nb/datasets."
+    for r in (root, os.environ.get(DATA_ENV), DEFAULT_DATA_ROOT):
+        if r is not None and str(r).strip(): return Path(r).expanduser()
+
 # %% ../nbs/00b_data.ipynb #ce912328
 @dataclass(frozen=True)
 class DatasetSpec:
-    "Where a dataset's archive lives, its checksum, and where its HR images end up under `root`."
+    "Where a dataset comes from (an archive and its checksum, or the manifest file by file) and where its HR images end up under `root`."
     url: str | None        # None: no public direct link; the user prepares the folder
     known_hash: str | None # 'sha256:...' or 'md5:...' as published (see the table above)
     hr_dir: str            # HR image folder, relative to root, after unpacking
-    note: str = ''
+    note: str = ''         # how to prepare it by hand (said when it is missing)
+    per_file: bool = False # True: the files the manifest lists under hr_dir, each fetched and checked on its own
 
 DATASETS: dict[str, DatasetSpec] = {}   # filled below
 
@@ -503,19 +518,84 @@ def _unpack(archive: Path, root: Path) -> None:
     try: shutil.unpack_archive(str(archive), str(root))
     except (shutil.ReadError, EOFError, OSError) as e: raise DownloadError(f'cannot unpack {archive}: {e}') from e
 
+# %% ../nbs/00b_data.ipynb #74449b77
+DATASETS_MANIFEST: str | os.PathLike | None = None   # None: the manifest shipped in ranksrgan_nb/assets
+RAW_URL = 'https://raw.githubusercontent.com/{repo}/{commit}/{path}'   # a file of a GitHub repository at a commit
+
+def read_manifest(folder: str | None = None,  # e.g. 'CBSD68/HR'; None: every row
+                  ) -> list[dict]:
+    "Rows of the datasets manifest (folder, file, sha256, bytes, source_repo, source_commit, source_path)."
+    path = DATASETS_MANIFEST or resources.files('ranksrgan_nb').joinpath('assets', 'datasets_manifest.tsv')
+    with open(path, newline='', encoding='utf-8') as f: rows = list(csv.DictReader(f, delimiter='\t'))
+    return [r for r in rows if folder is None or r['folder'] == folder]
+
+def source_url(row: dict) -> str:
+    "The pinned download URL of a manifest row."
+    return RAW_URL.format(repo=row['source_repo'], commit=row['source_commit'], path=row['source_path'])
+
+# %% ../nbs/00b_data.ipynb #b85c2341
+def _sources(rows: list[dict]) -> str:
+    "Where files come from, e.g. 'github.com/a/b at commit 0123abc..., paths datasets/Set5/HR/*'."
+    by = {}
+    for r in rows: by.setdefault((r['source_repo'], r['source_commit']), set()).add(r['source_path'].rpartition('/')[0])
+    return '; '.join(f'github.com/{repo} at commit {c}, path {", ".join(sorted(d))}/' for (repo, c), d in by.items())
+
+def _missing_note(missing: list[dict], root: Path) -> str:
+    "Which files are missing, where they go, and where they come from."
+    names = ', '.join(r['file'] for r in missing[:5]) + (f' and {len(missing) - 5} more' if len(missing) > 5 else '')
+    folders = ', '.join(sorted({str(root / r['folder']) for r in missing}))
+    return (f'{len(missing)} file(s) missing in {folders} ({names}). Put them there by hand: they come from '
+            f'{_sources(missing)} (SHA-256 of each in the manifest, ranksrgan_nb/assets/datasets_manifest.tsv)')
+
+# %% ../nbs/00b_data.ipynb #2857c428
+def _fetch_one(r: dict, root: Path, missing: list[dict]) -> None:
+    "Download the file of manifest row `r` into root/<folder>, checked; an error names `missing` (r and the rest)."
+    import pooch, requests
+    url = source_url(r)
+    try: pooch.retrieve(url, known_hash='sha256:' + r['sha256'], fname=r['file'], path=root / r['folder'], progressbar=False)
+    except ValueError as e:   # pooch: the SHA-256 does not match (the download is deleted)
+        raise DownloadError(f'{url} does not match its SHA-256 {r["sha256"]}, so it was refused and nothing was written '
+                            f'({e}). ' + _missing_note(missing, root)) from e
+    except (requests.exceptions.RequestException, OSError) as e:
+        offline = isinstance(e, (requests.exceptions.ConnectionError, requests.exceptions.Timeout))
+        raise DownloadError(f'could not download {url} ({type(e).__name__}: {e}). {"Offline? " if offline else ""}'
+                            + _missing_note(missing, root)) from e
+
+def fetch_files(rows: list[dict],            # manifest rows (read_manifest)
+                root: str | os.PathLike,     # the data root; file f of folder d goes to root/d/f
+                progress: bool = True,       # one progress bar over the missing files
+                ) -> list[Path]:
+    "Download the files of `rows` missing under `root` from their pinned URLs, each checked by its SHA-256; all paths."
+    import pooch
+    from tqdm.auto import tqdm
+    root = Path(root).expanduser()
+    missing = [r for r in rows if not (root / r['folder'] / r['file']).is_file()]
+    log = pooch.get_logger(); level = log.level; log.setLevel('WARNING')   # one progress bar, not a line per file
+    try:
+        for k, r in enumerate(tqdm(missing, desc=f'downloading to {root}', unit='file', disable=not progress or not missing)):
+            _fetch_one(r, root, missing[k:])
+    finally: log.setLevel(level)
+    return [root / r['folder'] / r['file'] for r in rows]
+
 # %% ../nbs/00b_data.ipynb #6a2087de
 def get_dataset(name: str,                                    # a key of DATASETS
-                root: str | os.PathLike = '~/.cache/ranksrgan_nb/datasets',
+                root: str | os.PathLike | None = None,        # the data root; None or '': data_root()
                 download_missing: bool = True,                # False: only use a prepared folder
+                progress: bool = True,                        # progress bars of downloads
                 ) -> Path:
-    "The folder of HR images of benchmark dataset `name`, downloading and unpacking it if needed."
+    "The folder of HR images of dataset `name`, downloading what is missing (checked) if needed."
     if name not in DATASETS: raise ValueError(f'unknown dataset {name!r}; known: {sorted(DATASETS)}')
-    spec, root = DATASETS[name], Path(root).expanduser()
+    spec, root = DATASETS[name], data_root(root)
     hr = root / spec.hr_dir
+    if spec.per_file and download_missing:
+        try: fetch_files(read_manifest(spec.hr_dir), root, progress)
+        except DownloadError as e: raise DownloadError(f'{name}: {e}') from e
+        return hr
     if hr.is_dir() and any(p.suffix.lower() in IMAGE_EXTS for p in hr.iterdir()): return hr
     how = f'put the HR images of {name} in {hr}' + (f' ({spec.note})' if spec.note else '')
+    if spec.per_file: raise FileNotFoundError(f'{name} is not prepared: {how}; or let get_dataset download it (download_missing=True).')
     if not download_missing or spec.url is None: raise FileNotFoundError(f'{name} is not prepared: {how}.')
-    try: archive = download(spec.url, spec.known_hash, root / 'archives')
+    try: archive = download(spec.url, spec.known_hash, root / 'archives', progress=progress)
     except DownloadError as e: raise DownloadError(f'{e}\nOr {how}.') from e
     _unpack(archive, root)
     if not hr.is_dir(): raise DownloadError(f'{archive} unpacked, but {hr} is not there; {how}.')
@@ -525,18 +605,19 @@ def get_dataset(name: str,                                    # a key of DATASET
 _EDSR = 'https://cv.snu.ac.kr/research/EDSR/'
 _BENCH = ('sha256:80c21c333bbf6ceb5308b7243761f8284478274413a97b96f1d63e9045fd93e8')
 _PIRM = 'download the PIRM 2018 set from the links at https://pirm.github.io and unpack it under root'
+_OR_EDSR = f'or unpack the EDSR benchmark.tar ({_EDSR}benchmark.tar) under root'
 DATASETS.update({
     'DIV2K': DatasetSpec('https://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_train_HR.zip',
                          'sha256:9d0b9c463f6e35b6c62cc6a930ee2224f670b34c1df841a57670f9acf0f6c335', 'DIV2K_train_HR'),
     'DIV2K_valid': DatasetSpec('https://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_valid_HR.zip',
                                'sha256:20dd31fd84d777bc1cf5d6b7654a3f569c0aec74458ae094122ad1d0489900fc', 'DIV2K_valid_HR'),
     'Flickr2K': DatasetSpec(_EDSR + 'Flickr2K.tar', 'md5:5d3f39443d5e9489bff8963f8f26cb03', 'Flickr2K/Flickr2K_HR'),
-    'Set5': DatasetSpec(_EDSR + 'benchmark.tar', _BENCH, 'benchmark/Set5/HR'),
-    'Set14': DatasetSpec(_EDSR + 'benchmark.tar', _BENCH, 'benchmark/Set14/HR'),
+    'Set5': DatasetSpec(None, None, 'benchmark/Set5/HR', f'5 PNG files, {_OR_EDSR}', per_file=True),
+    'Set14': DatasetSpec(None, None, 'benchmark/Set14/HR', f'14 PNG files, {_OR_EDSR}', per_file=True),
     'BSD100': DatasetSpec(_EDSR + 'benchmark.tar', _BENCH, 'benchmark/B100/HR'),
     'Urban100': DatasetSpec(_EDSR + 'benchmark.tar', _BENCH, 'benchmark/Urban100/HR'),
-    'CBSD68': DatasetSpec(None, None, 'CBSD68/HR', 'colour BSD68, 68 PNG files'),
-    'SunHays80': DatasetSpec(None, None, 'SunHays80/HR', 'Sun-Hays scene photographs, 80 JPEG files'),
+    'CBSD68': DatasetSpec(None, None, 'CBSD68/HR', 'colour BSD68, 68 PNG files', per_file=True),
+    'SunHays80': DatasetSpec(None, None, 'SunHays80/HR', 'Sun-Hays scene photographs, 80 JPEG files', per_file=True),
     'PIRM_val': DatasetSpec(None, None, 'PIRM_Val_set/HR', _PIRM),
     'PIRM_test': DatasetSpec(None, None, 'PIRM_Test_set/HR', _PIRM),
 })
@@ -552,7 +633,7 @@ class ImageSet:
 
 def resolve_images(spec: str,            # 'sample', folders and/or dataset names, separated by commas
                    split: str = 'train', # which bundled split 'sample' means
-                   root: str | os.PathLike = '~/.cache/ranksrgan_nb/datasets',
+                   root: str | os.PathLike | None = None,   # None or '': data_root()
                    skip_missing: bool = False,  # leave out (with a note) datasets not prepared under root
                    ) -> dict[str, ImageSet]:
     "`{set name: ImageSet}` for a profile's `train_data` / `test_data`."
@@ -583,7 +664,7 @@ def profile_images(cfg, split: str = 'train',  # a config.Profile; 'train' (cfg.
         out.update({prefix + k: v for k, v in load_images(s.images).items()})
     return out
 
-def test_sets(spec: str, scale: int = 4, root='~/.cache/ranksrgan_nb/datasets',
+def test_sets(spec: str, scale: int = 4, root: str | os.PathLike | None = None,   # None or '': data_root()
               max_images: int | None = None,   # at most this many images per set (sorted by name)
               skip_missing: bool = True,       # leave out (with a note) benchmarks not prepared under root
               ) -> dict[str, TestImageDataset]:

@@ -32,3 +32,13 @@ def pytest_terminal_summary(terminalreporter):
             flag = f'   over the {NOTEBOOK_TARGET_S} s target' if t > NOTEBOOK_TARGET_S else ''
             terminalreporter.write_line(f'{name:28s} {t:7.1f} s{flag}')
         terminalreporter.write_line(f'{"total":28s} {sum(TIMES.values()):7.1f} s')
+
+
+@pytest.fixture(scope='session')
+def shared_datasets():
+    "The prepared photographs (Set5, Set14, CBSD68, SunHays80) in shared/datasets beside the clone; skip when absent."
+    d = ROOT.parent / 'shared' / 'datasets'
+    if not (d / 'MANIFEST.tsv').is_file():
+        pytest.skip(f'the prepared photographs are not at {d} (they are not shipped with the package; '
+                    'a clone gets them with ranksrgan_nb.data.get_dataset)')
+    return d

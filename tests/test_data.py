@@ -352,3 +352,130 @@ def test_rgb_to_y_rounds_halves_up_like_matlab():
     s64 = some.astype(np.int64)
     n2 = 16 * 255000 + s64[..., 0] * 65481 + s64[..., 1] * 128553 + s64[..., 2] * 24966
     np.testing.assert_array_equal(D.rgb_to_y(some), (n2 + 127500) // 255000)
+
+
+# ---------------------------------------------------------------- the data root and per-file datasets (the manifest)
+def test_data_root_argument_env_default(monkeypatch):
+    monkeypatch.delenv('RANKSRGAN_NB_DATA', raising=False)
+    assert D.data_root() == D.data_root('') == D.data_root('  ') == Path.home() / '.cache' / 'ranksrgan_nb' / 'datasets'
+    monkeypatch.setenv('RANKSRGAN_NB_DATA', '/srv/photos')
+    assert D.data_root() == D.data_root(None) == Path('/srv/photos')
+    assert D.data_root('~/mine') == Path.home() / 'mine'                  # a given root wins over the variable
+    from ranksrgan_nb.config import get_profile
+    assert get_profile('cpu').data_root == '' and get_profile('cpu', data_root='/d').data_root == '/d'
+
+
+MANIFEST_COLS = ['folder', 'file', 'sha256', 'bytes', 'source_repo', 'source_commit', 'source_path']
+
+
+@pytest.fixture
+def tiny_per_file(http_root, tmp_path, monkeypatch):
+    "A per-file dataset 'Tiny' of three images served by a local HTTP server as <repo>/<commit>/<path>, and its manifest."
+    serve, url = http_root
+    rng = np.random.default_rng(5)
+    commit, rows, imgs = 'ab' * 20, [], {}
+    for k, name in enumerate(['a.png', 'b.png', 'c.jpg']):
+        img = rng.integers(0, 256, (16 + k, 20, 3), dtype=np.uint8)
+        src = serve / 'someone' / 'photos' / commit / 'sets' / 'tiny' / name
+        D.write_image(src, img)
+        data = src.read_bytes()
+        rows.append(dict(folder='Tiny/HR', file=name, sha256=hashlib.sha256(data).hexdigest(), bytes=str(len(data)),
+                         source_repo='someone/photos', source_commit=commit, source_path=f'sets/tiny/{name}'))
+        imgs[name] = data
+    man = tmp_path / 'manifest.tsv'
+    man.write_text('\t'.join(MANIFEST_COLS) + '\n' + ''.join('\t'.join(r[c] for c in MANIFEST_COLS) + '\n' for r in rows))
+    monkeypatch.setattr(D, 'DATASETS_MANIFEST', man)
+    monkeypatch.setattr(D, 'RAW_URL', url + '{repo}/{commit}/{path}')
+    monkeypatch.setitem(D.DATASETS, 'Tiny', D.DatasetSpec(None, None, 'Tiny/HR', 'three test images', per_file=True))
+    return serve / 'someone' / 'photos' / commit / 'sets' / 'tiny', imgs
+
+
+def test_per_file_download_checks_and_reuses(tiny_per_file, tmp_path, capsys):
+    served, imgs = tiny_per_file
+    root = tmp_path / 'data'
+    hr = D.get_dataset('Tiny', root)
+    assert hr == root / 'Tiny' / 'HR' and sorted(p.name for p in hr.iterdir()) == ['a.png', 'b.png', 'c.jpg']
+    for name, data in imgs.items():                                       # byte for byte what was served
+        assert (hr / name).read_bytes() == data
+    assert 'downloading to' in capsys.readouterr().err                    # the progress bar
+    for f in served.iterdir(): f.unlink()                                 # the server has nothing now
+    assert D.get_dataset('Tiny', root) == hr                              # every file there: no request at all
+    (hr / 'b.png').write_bytes(b'my own copy')                            # a file already there is used as it is
+    assert D.get_dataset('Tiny', root) == hr and (hr / 'b.png').read_bytes() == b'my own copy'
+    assert D.resolve_images('Tiny', root=root)['Tiny'] == D.ImageSet(hr)
+
+
+def test_per_file_fetches_only_the_missing_files(tiny_per_file, tmp_path):
+    served, imgs = tiny_per_file
+    root = tmp_path / 'data'
+    (root / 'Tiny' / 'HR').mkdir(parents=True)
+    (root / 'Tiny' / 'HR' / 'a.png').write_bytes(imgs['a.png'])
+    (served / 'a.png').unlink()                                          # would fail if it were requested
+    D.get_dataset('Tiny', root, progress=False)
+    assert all((root / 'Tiny' / 'HR' / n).read_bytes() == d for n, d in imgs.items())
+
+
+def test_per_file_corrupted_file_is_refused(tiny_per_file, tmp_path):
+    served, imgs = tiny_per_file
+    (served / 'b.png').write_bytes(imgs['b.png'][:-10] + b'0123456789')   # same size, other bytes
+    root = tmp_path / 'data'
+    with pytest.raises(D.DownloadError) as e:
+        D.get_dataset('Tiny', root, progress=False)
+    msg = str(e.value)
+    assert msg.startswith('Tiny: ') and 'someone/photos/' + 'ab' * 20 + '/sets/tiny/b.png does not match its SHA-256' in msg
+    assert 'refused' in msg and f"2 file(s) missing in {root / 'Tiny' / 'HR'} (b.png, c.jpg)" in msg
+    assert (root / 'Tiny' / 'HR' / 'a.png').read_bytes() == imgs['a.png']   # the good file before it is kept
+    assert not (root / 'Tiny' / 'HR' / 'b.png').exists()                    # the bad one never lands
+
+
+def test_per_file_offline_names_files_folder_and_source(tiny_per_file, tmp_path, monkeypatch):
+    import socket
+    s = socket.socket(); s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]; s.close()   # nothing listens here
+    monkeypatch.setattr(D, 'RAW_URL', f'http://127.0.0.1:{port}/' + '{repo}/{commit}/{path}')
+    root = tmp_path / 'data'
+    with pytest.raises(D.DownloadError) as e:
+        D.get_dataset('Tiny', root, progress=False)
+    msg = str(e.value)
+    assert 'Offline?' in msg and f"3 file(s) missing in {root / 'Tiny' / 'HR'} (a.png, b.png, c.jpg)" in msg
+    assert 'Put them there by hand' in msg and f"github.com/someone/photos at commit {'ab' * 20}, path sets/tiny/" in msg
+    with pytest.raises(FileNotFoundError, match=f"put the HR images of Tiny in {root / 'Tiny' / 'HR'}"):
+        D.get_dataset('Tiny', root, download_missing=False)           # skip_missing callers: no request at all
+    assert D.test_sets('Tiny, sample', 4, root).keys() == {'sample'}      # and the tables go on without it
+
+
+def test_http_error_is_not_called_offline(tiny_per_file, tmp_path):
+    served, _ = tiny_per_file
+    (served / 'c.jpg').unlink()                                          # 404
+    with pytest.raises(D.DownloadError) as e:
+        D.get_dataset('Tiny', tmp_path / 'data', progress=False)
+    assert 'HTTPError' in str(e.value) and 'Offline?' not in str(e.value) and '1 file(s) missing' in str(e.value)
+
+
+def test_shipped_manifest_rows_and_pinned_urls():
+    rows = D.read_manifest()
+    assert [r['folder'] for r in rows].count('SunHays80/HR') == 80 and len(rows) == 167
+    for name in ('Set5', 'Set14', 'CBSD68', 'SunHays80'):
+        spec = D.DATASETS[name]
+        assert spec.per_file and spec.url is None and len(D.read_manifest(spec.hr_dir)) == {'Set5': 5, 'Set14': 14, 'CBSD68': 68, 'SunHays80': 80}[name]
+    url = D.source_url(D.read_manifest('CBSD68/HR')[0])
+    assert url.startswith('https://raw.githubusercontent.com/majedelhelou/denoising_datasets/') and len(url.split('/')[5]) == 40
+    assert 'benchmark.tar' in D.DATASETS['Set5'].note and D.DATASETS['BSD100'].url.endswith('benchmark.tar')
+    assert len({(r['folder'], r['file']) for r in rows}) == len(rows)                     # no file listed twice
+
+
+def test_shared_datasets_match_the_manifest(shared_datasets):
+    for r in D.read_manifest():
+        f = shared_datasets / r['folder'] / r['file']
+        data = f.read_bytes()
+        assert (len(data), hashlib.sha256(data).hexdigest()) == (int(r['bytes']), r['sha256']), f
+
+
+def test_cpu_profile_finds_the_shared_photographs_without_downloading(shared_datasets, monkeypatch):
+    from ranksrgan_nb.config import get_profile
+    monkeypatch.setenv('RANKSRGAN_NB_DATA', str(shared_datasets))
+    monkeypatch.setattr(D, 'RAW_URL', 'http://127.0.0.1:9/{repo}/{commit}/{path}')   # any request would fail
+    cfg = get_profile('cpu')
+    sets = {n: s.images for spec in (cfg.train_data, cfg.test_data, cfg.val_data) for n, s in D.resolve_images(spec, root=cfg.data_root).items()}
+    assert sets == {'SunHays80': shared_datasets / 'SunHays80/HR', 'Set14': shared_datasets / 'benchmark/Set14/HR',
+                    'CBSD68': shared_datasets / 'CBSD68/HR', 'Set5': shared_datasets / 'benchmark/Set5/HR'}
+    assert [len(D.list_images(p)) for p in sets.values()] == [80, 14, 68, 5]
