@@ -369,7 +369,7 @@ def test_registry_entries():
 
 
 def test_registry_unknown_register_and_orient():
-    with pytest.raises(ValueError, match=r"known metrics: \['niqe', 'psnr', 'ssim'"): M.get_metric('ma')
+    with pytest.raises(ValueError, match=r"known metrics: \['delta_e', 'niqe', 'psnr', 'psnr_rgb', 'ssim'\]"): M.get_metric('ma')
     with pytest.raises(ValueError, match='already registered'): M.register_metric('psnr', M.psnr, True, True)
     try:
         m = M.register_metric('test_ma', lambda img, crop_border=4: 7.0, higher_is_better=True, full_reference=False)
@@ -380,3 +380,96 @@ def test_registry_unknown_register_and_orient():
     np.testing.assert_array_equal(M.orient('psnr', [30.0, 25.0]), [-30.0, -25.0])
     assert torch.equal(M.orient('ssim', torch.tensor([0.9])), torch.tensor([-0.9]))
     assert torch.equal(M.orient(M.get_metric('niqe'), torch.tensor([3.0, 5.0])), torch.tensor([3.0, 5.0]))
+
+
+# ------------------------------------------------------------------------------------------ colour error
+SHARMA = [  # Sharma, Wu & Dalal (2005), "The CIEDE2000 color-difference formula", Table 1: Lab 1, Lab 2, dE00
+    ((50, 2.6772, -79.7751), (50, 0, -82.7485), 2.0425), ((50, 3.1571, -77.2803), (50, 0, -82.7485), 2.8615),
+    ((50, 2.8361, -74.0200), (50, 0, -82.7485), 3.4412), ((50, -1.3802, -84.2814), (50, 0, -82.7485), 1.0000),
+    ((50, -1.1848, -84.8006), (50, 0, -82.7485), 1.0000), ((50, -0.9009, -85.5211), (50, 0, -82.7485), 1.0000),
+    ((50, 0, 0), (50, -1, 2), 2.3669), ((50, -1, 2), (50, 0, 0), 2.3669),
+    ((50, 2.5, 0), (73, 25, -18), 27.1492), ((50, 2.5, 0), (61, -5, 29), 22.8977),
+    ((50, 2.5, 0), (56, -27, -3), 31.9030), ((50, 2.5, 0), (58, 24, 15), 19.4535),
+    ((60.2574, -34.0099, 36.2677), (60.4626, -34.1751, 39.4387), 1.2644)]
+
+
+def _lab(rgb):
+    "sRGB (0..255) -> CIELAB with the textbook formulas (IEC 61966-2-1 linearisation, sRGB/D65 matrix, CIE 1976 Lab)."
+    c = np.asarray(rgb, np.float64) / 255
+    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    xyz = lin @ np.array([[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]]).T
+    t = xyz / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(t > (6 / 29) ** 3, np.cbrt(t), t / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
+
+
+def test_ciede2000_sharma_pairs():
+    lab1, lab2, ref = (np.array([p[k] for p in SHARMA], np.float64) for k in range(3))
+    np.testing.assert_allclose(M.ciede2000(lab1, lab2), ref, atol=5e-5)
+    np.testing.assert_allclose(M.ciede2000(lab2[None], lab1[None])[0], ref, atol=5e-5)     # symmetric, any leading shape
+
+
+def test_delta_e_of_uniform_colours_is_ciede2000_of_their_lab():
+    rng = np.random.default_rng(3)
+    for c1, c2 in rng.integers(0, 256, (6, 2, 3)):
+        a, b = np.full((40, 48, 3), c1, np.uint8), np.full((40, 48, 3), c2, np.uint8)
+        ref = float(M.ciede2000(_lab(c1), _lab(c2)))
+        assert M.delta_e(a, b) == pytest.approx(ref, abs=2e-3)
+        assert M.colour_error_map(a, b, 4).shape == (1, 4, 5)             # 32x40 after the crop: 4x5 blocks
+
+
+def test_box_mean_is_the_block_mean():
+    q = torch.from_numpy(RNG.integers(0, 256, (2, 3, 24, 16))).double()
+    ref = np.array([[[[q[b, c, 8 * i:8 * i + 8, 8 * j:8 * j + 8].mean().item() for j in range(2)] for i in range(3)]
+                     for c in range(3)] for b in range(2)])
+    np.testing.assert_allclose(M.box_mean(q).numpy(), ref, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(M.box_mean(q, 4).numpy()[0, 0, 0, 0], q[0, 0, :4, :4].mean().item())
+    with pytest.raises(ValueError, match='multiples of f=8'): M.box_mean(q[..., :20, :])
+
+
+def test_delta_e_zero_for_identical_and_for_texture_within_blocks():
+    assert M.delta_e(ASTRO, ASTRO, 4) == 0.0
+    base = np.clip(ASTRO[:128, :160], 20, 235).astype(np.int16)
+    checker = 10 * (np.indices((128, 160)).sum(0) % 2 * 2 - 1)             # +-10 alternating: zero mean in every 8x8 block
+    textured = (base + checker[..., None]).astype(np.uint8)
+    assert M.psnr(textured, base.astype(np.uint8), 0) < 30                 # PSNR sees the texture
+    assert M.delta_e(textured, base.astype(np.uint8), 0) == 0.0            # the colour error does not
+    shifted = textured.copy(); shifted[:8, :8] = (textured[:8, :8].astype(int) + (6, -6, 0)).clip(0, 255)
+    m = M.colour_error_map(shifted, base.astype(np.uint8))[0]
+    assert m[0, 0] > 2 and (m.ravel()[1:] == 0).all()                      # a colour change in one block: only that block
+
+
+def test_delta_e_sees_a_colour_shift_that_y_metrics_miss():
+    hr = ASTRO[100:300, 100:300].astype(np.float64)
+    y_grey = (hr @ np.array([65.481, 128.553, 24.966]) / 219)[..., None]  # the grey with the same BT.601 Y
+    grey = np.clip(np.round(y_grey + 0.4 * (hr - y_grey)), 0, 255).astype(np.uint8)
+    hr = hr.astype(np.uint8)
+    assert M.psnr(grey, hr, 4) > 45 and M.ssim(grey, hr, 4) > 0.999        # Y metrics: nearly identical
+    assert M.delta_e(grey, hr, 4) > 5                                      # plainly visible
+    assert M.psnr(grey, hr, 4, 'rgb') < 30
+
+
+def test_delta_e_crop_blocks_tensors_and_errors():
+    a, b = ASTRO[:45, :61], ASTRO[3:48, 2:63]
+    m = M.colour_error_map(a, b, crop_border=2)                            # 41x57 -> 40x56: 5x7 blocks
+    np.testing.assert_array_equal(m, M.colour_error_map(a[2:42, 2:58].copy(), b[2:42, 2:58].copy()))
+    assert m.shape == (1, 5, 7) and M.delta_e(a, b, 2) == pytest.approx(m.mean(), abs=1e-12)
+    ta = torch.stack([img2tensor(ASTRO[:64, :80]), img2tensor(ASTRO[64:128, :80])]).requires_grad_()
+    tb = torch.stack([img2tensor(ASTRO[1:65, :80]), img2tensor(ASTRO[64:128, 1:81])])
+    got = M.delta_e(ta, tb, 4)
+    assert got.shape == (2,) and got.dtype == torch.float64
+    np.testing.assert_allclose(got.numpy(), [M.delta_e(tensor2img(ta[i:i + 1]), tensor2img(tb[i:i + 1]), 4) for i in range(2)], atol=1e-12)
+    with pytest.raises(ValueError, match='at least one 8x8 block'): M.delta_e(ASTRO[:15, :40], ASTRO[:15, :40], 4)
+    with pytest.raises(ValueError, match='differ in shape'): M.delta_e(ASTRO[:16, :16], ASTRO[:16, :24])
+    with pytest.raises(TypeError, match='both be uint8 arrays'): M.delta_e(ASTRO[:16, :16], img2tensor(ASTRO[:16, :16])[None])
+    with pytest.raises(ValueError, match=r'\[0, 1\]'): M.delta_e(tb * 255, tb)
+
+
+def test_colour_metrics_registered():
+    d, p = M.get_metric('delta_e'), M.get_metric('psnr_rgb')
+    assert (d.higher_is_better, d.full_reference, p.higher_is_better, p.full_reference) == (False, True, True, True)
+    sr = _sr(ASTRO)
+    assert d(sr, ASTRO) == M.delta_e(sr, ASTRO, 4) and d(sr, ASTRO, crop_border=0) == M.delta_e(sr, ASTRO, 0)
+    assert p(sr, ASTRO) == pytest.approx(sk_psnr(ASTRO[4:-4, 4:-4], sr[4:-4, 4:-4], data_range=255), abs=1e-9)
+    assert M.orient('delta_e', 1.5) == 1.5 and M.orient('psnr_rgb', 30.0) == -30.0
+    assert list(M.METRICS)[:3] == ['niqe', 'psnr', 'ssim']               # the paper's metrics keep their places
