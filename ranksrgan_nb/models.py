@@ -21,10 +21,10 @@ from .data import download
 
 # %% auto #0
 __all__ = ['VGG19_BLOCKS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'SAFE_GLOBALS', 'VGG19_URL', 'VGG19_HASH', 'VGG19_FILE',
-           'VGG_RANDOM_SEED', 'count_params', 'ResidualBlockNoBN', 'SRResNet', 'ResidualDenseBlock', 'RRDB', 'RRDBNet',
-           'Discriminator', 'Ranker', 'vgg19_layer_names', 'UnreadableCheckpoint', 'load_pth', 'RandomVGGWarning',
-           'cache_dir', 'CheckpointError', 'unwrap_state_dict', 'warn_random_vgg', 'VGGFeatures', 'map_official',
-           'load_official']
+           'VGG_RANDOM_SEED', 'count_params', 'ResidualBlockNoBN', 'SRResNet', 'identity_init', 'ResidualDenseBlock',
+           'RRDB', 'RRDBNet', 'Discriminator', 'Ranker', 'vgg19_layer_names', 'UnreadableCheckpoint', 'load_pth',
+           'RandomVGGWarning', 'cache_dir', 'CheckpointError', 'unwrap_state_dict', 'warn_random_vgg', 'VGGFeatures',
+           'map_official', 'load_official']
 
 # %% ../nbs/02_models.ipynb #bbe69b3f
 def count_params(model: nn.Module,            # any module
@@ -62,9 +62,11 @@ class SRResNet(nn.Module):
     def __init__(self, nf: int = 64,    # width
                  nb: int = 16,          # residual blocks
                  scale: int = 4,        # 2, 3 or 4
-                 in_nc: int = 3, out_nc: int = 3):
+                 in_nc: int = 3, out_nc: int = 3,
+                 init: str = 'official'):  # 'official' (Kaiming x 0.1) or 'identity' (starts as nearest upsampling, below)
         super().__init__()
         if scale not in (2, 3, 4): raise ValueError(f'SRResNet supports scale 2, 3 or 4, got {scale}')
+        if init not in ('official', 'identity'): raise ValueError(f"init must be 'official' or 'identity', got {init!r}")
         self.scale = scale
         r = 3 if scale == 3 else 2                                  # pixel-shuffle factor of one stage
         self.conv_first = _conv3(in_nc, nf)
@@ -77,6 +79,7 @@ class SRResNet(nn.Module):
         self.conv_last = _conv3(nf, out_nc)
         _kaiming_init([self.conv_first, self.upconv1, self.HRconv, self.conv_last]
                       + ([self.upconv2] if scale == 4 else []), 0.1)
+        if init == 'identity': identity_init(self)
 
     def forward(self, x):  # (B, 3, h, w) LR in [0, 1] -> (B, 3, scale*h, scale*w), not clamped
         fea = self.conv_first(x)
@@ -84,6 +87,30 @@ class SRResNet(nn.Module):
         out = F.relu(self.pixel_shuffle(self.upconv1(out)))
         if self.scale == 4: out = F.relu(self.pixel_shuffle(self.upconv2(out)))
         return self.conv_last(F.relu(self.HRconv(out)))
+
+# %% ../nbs/02_models.ipynb #22752255
+@torch.no_grad()
+def _carry(conv: nn.Conv2d, rows: list[int], src: list[int]) -> None:
+    "Output channel rows[k] of a 3x3 conv copies input channel src[k] (centre tap 1; its other weights and bias 0)."
+    rows_t, src_t = torch.tensor(rows), torch.tensor(src)
+    conv.weight[rows_t] = 0; conv.bias[rows_t] = 0
+    conv.weight[rows_t, src_t, 1, 1] = 1
+
+@torch.no_grad()
+def identity_init(g: SRResNet) -> SRResNet:
+    "Make `g` start as nearest-neighbour upsampling: feature channels 0..2 carry the image; other weights are kept."
+    n = g.conv_first.in_channels
+    if g.conv_last.out_channels != n or g.conv_first.out_channels < n:
+        raise ValueError(f'identity init needs in_nc == out_nc <= nf, got {n}, {g.conv_last.out_channels}, {g.conv_first.out_channels}')
+    ch = list(range(n))
+    _carry(g.conv_first, ch, ch)
+    for conv in [b.conv2 for b in g.recon_trunk] + [g.LRconv]: conv.weight[:n] = 0; conv.bias[:n] = 0   # trunk: y = x + 0
+    for up in [g.upconv1] + ([g.upconv2] if g.scale == 4 else []):
+        r2 = up.out_channels // up.in_channels                            # r^2 sub-positions per channel
+        _carry(up, [c * r2 + k for c in ch for k in range(r2)], [c for c in ch for _ in range(r2)])
+    _carry(g.HRconv, ch, ch)
+    g.conv_last.weight.zero_(); g.conv_last.bias.zero_(); _carry(g.conv_last, ch, ch)
+    return g
 
 # %% ../nbs/02_models.ipynb #6d0ad7fb
 class ResidualDenseBlock(nn.Module):

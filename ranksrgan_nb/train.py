@@ -340,8 +340,8 @@ def fit(state: TrainState,                       # models/optimizers/schedulers 
 
 # %% ../nbs/03_train_sr.ipynb #a6bb4efd
 def build_generator(cfg: Profile) -> SRResNet:
-    "The SRResNet generator of the profile."
-    return SRResNet(nf=cfg.g_nf, nb=cfg.g_nb, scale=cfg.scale)
+    "The SRResNet generator of the profile, initialised as `g_init` says."
+    return SRResNet(nf=cfg.g_nf, nb=cfg.g_nb, scale=cfg.scale, init=cfg.g_init)
 
 def build_discriminator(cfg: Profile) -> Discriminator:
     "The VGG-style discriminator of the profile, built for `hr_patch` inputs."
@@ -467,8 +467,8 @@ def train_set(cfg: Profile) -> PairedPatchDataset:
     return PairedPatchDataset(profile_images(cfg, 'train'), hr_patch=cfg.hr_patch, scale=cfg.scale, augment=True, seed=cfg.seed)
 
 def test_set(cfg: Profile) -> TestImageDataset:
-    "The validation images of the profile (the first `val_max_images` of its first test set)."
-    return next(iter(test_sets(cfg.test_data, cfg.scale, cfg.data_root, cfg.val_max_images, skip_missing=False).values()))
+    "The validation images of the profile: the first `val_max_images` of the first set its `val_data` names."
+    return next(iter(test_sets(cfg.val_data, cfg.scale, cfg.data_root, cfg.val_max_images, skip_missing=False).values()))
 
 def validation_set(cfg: Profile) -> TestImageDataset:
     "The profile's validation images, checked now (not at the first validation) to be large enough for NIQE."

@@ -528,3 +528,58 @@ def test_vgg_weight_errors(tmp_path, tv_file):
     v = VGGFeatures('conv2_2', weights={f'module.{k}': t for k, t in sd.items() if k in ('features.0.weight', 'features.0.bias',
                     'features.2.weight', 'features.2.bias', 'features.5.weight', 'features.5.bias', 'features.7.weight', 'features.7.bias')})
     assert torch.equal(v.features[7].bias, sd['features.7.bias'])     # only the layers kept are needed
+
+
+# ------------------------------------------------------------------ the identity initialisation of SRResNet
+@pytest.mark.parametrize('scale', [2, 3, 4])
+def test_identity_init_is_nearest_upsampling(scale):
+    torch.manual_seed(scale)
+    x = torch.rand(2, 3, 13, 9)
+    for g in (SRResNet(scale=scale, init='identity'), SRResNet(8, 1, scale=scale, init='identity')):   # full width and tiny
+        with torch.no_grad(): out = g(x)
+        assert torch.equal(out, F.interpolate(x, scale_factor=scale, mode='nearest'))
+        assert torch.equal(out[..., ::scale, ::scale], x)                   # and each block of scale^2 copies its LR pixel
+
+
+def test_identity_init_changes_only_the_carrying_weights():
+    torch.manual_seed(7); off = SRResNet(16, 3, init='official').state_dict()
+    torch.manual_seed(7); ide = SRResNet(16, 3, init='identity').state_dict()
+    assert {k: v.shape for k, v in off.items()} == {k: v.shape for k, v in ide.items()}   # the official layout
+    changed = {k for k in off if not torch.equal(off[k], ide[k])}
+    assert changed == {f'{n}.{w}' for n in ('conv_first', 'LRconv', 'upconv1', 'upconv2', 'HRconv', 'conv_last',
+                                            *(f'recon_trunk.{i}.conv2' for i in range(3))) for w in ('weight', 'bias')} - {
+        f'{n}.bias' for n in ('conv_first', 'upconv1', 'upconv2', 'HRconv', 'conv_last', *(f'recon_trunk.{i}.conv2' for i in range(3)))}
+    rows = {'conv_first': 3, 'LRconv': 3, 'HRconv': 3, 'upconv1': 12, 'upconv2': 12, 'recon_trunk.0.conv2': 3}
+    for n, r in rows.items():
+        assert torch.equal(off[f'{n}.weight'][r:], ide[f'{n}.weight'][r:]), n   # rows beyond the carried channels: official
+    w = ide['conv_last.weight']
+    assert w[:, 3:].abs().sum() == 0 and torch.equal(w[:, :3, 1, 1], torch.eye(3)) and w[:, :3].abs().sum() == 3
+    up = ide['upconv1.weight']                                              # channel c to sub-positions 4c..4c+3
+    assert all(up[4 * c + k, c, 1, 1] == 1 and up[4 * c + k].abs().sum() == 1 for c in range(3) for k in range(4))
+
+
+def test_identity_init_trains_and_loads_official_weights():
+    torch.manual_seed(0)
+    g = SRResNet(8, 2, init='identity')
+    x, y = torch.rand(2, 3, 6, 6), torch.rand(2, 3, 24, 24)
+    opt = torch.optim.Adam(g.parameters(), 1e-3)
+    for _ in range(2):
+        opt.zero_grad(); F.l1_loss(g(x), y).backward(); opt.step()
+    assert g.HRconv.weight.grad[3:].abs().sum() > 0                         # the other channels learn too (from step 2)
+    with torch.no_grad(): assert not torch.equal(g(x), F.interpolate(x, scale_factor=4, mode='nearest'))
+    official = SRResNet(8, 2).state_dict()
+    h = load_official(SRResNet(8, 2, init='identity'), official)            # a checkpoint replaces the start entirely
+    assert all(torch.equal(h.state_dict()[k], v) for k, v in official.items())
+
+
+def test_identity_init_errors_and_build_generator():
+    with pytest.raises(ValueError, match="'official' or 'identity'"): SRResNet(8, 1, init='kaiming')
+    with pytest.raises(ValueError, match='in_nc == out_nc <= nf'): SRResNet(2, 1, init='identity')
+    with pytest.raises(ValueError, match='in_nc == out_nc <= nf'): SRResNet(8, 1, in_nc=3, out_nc=1, init='identity')
+    from ranksrgan_nb.config import get_profile
+    from ranksrgan_nb.train import build_generator
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(build_generator(get_profile('smoke', g_init='identity'))(x), F.interpolate(x, scale_factor=4, mode='nearest'))
+        assert build_generator(get_profile('smoke', g_init='official'))(x).abs().mean() < 0.05   # near zero: nothing of x yet
+    assert get_profile('cpu').g_init == 'identity' and get_profile('paper').g_init == 'official'
