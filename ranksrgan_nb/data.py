@@ -522,11 +522,13 @@ def _unpack(archive: Path, root: Path) -> None:
 DATASETS_MANIFEST: str | os.PathLike | None = None   # None: the manifest shipped in ranksrgan_nb/assets
 RAW_URL = 'https://raw.githubusercontent.com/{repo}/{commit}/{path}'   # a file of a GitHub repository at a commit
 
+def _manifest_path():
+    return DATASETS_MANIFEST or resources.files('ranksrgan_nb').joinpath('assets', 'datasets_manifest.tsv')
+
 def read_manifest(folder: str | None = None,  # e.g. 'CBSD68/HR'; None: every row
                   ) -> list[dict]:
     "Rows of the datasets manifest (folder, file, sha256, bytes, source_repo, source_commit, source_path)."
-    path = DATASETS_MANIFEST or resources.files('ranksrgan_nb').joinpath('assets', 'datasets_manifest.tsv')
-    with open(path, newline='', encoding='utf-8') as f: rows = list(csv.DictReader(f, delimiter='\t'))
+    with open(_manifest_path(), newline='', encoding='utf-8') as f: rows = list(csv.DictReader(f, delimiter='\t'))
     return [r for r in rows if folder is None or r['folder'] == folder]
 
 def source_url(row: dict) -> str:
@@ -535,7 +537,7 @@ def source_url(row: dict) -> str:
 
 # %% ../nbs/00b_data.ipynb #b85c2341
 def _sources(rows: list[dict]) -> str:
-    "Where files come from, e.g. 'github.com/a/b at commit 0123abc..., paths datasets/Set5/HR/*'."
+    "Where files come from, e.g. 'github.com/a/b at commit <40 hex digits>, path datasets/Set5/HR/'."
     by = {}
     for r in rows: by.setdefault((r['source_repo'], r['source_commit']), set()).add(r['source_path'].rpartition('/')[0])
     return '; '.join(f'github.com/{repo} at commit {c}, path {", ".join(sorted(d))}/' for (repo, c), d in by.items())
@@ -545,7 +547,7 @@ def _missing_note(missing: list[dict], root: Path) -> str:
     names = ', '.join(r['file'] for r in missing[:5]) + (f' and {len(missing) - 5} more' if len(missing) > 5 else '')
     folders = ', '.join(sorted({str(root / r['folder']) for r in missing}))
     return (f'{len(missing)} file(s) missing in {folders} ({names}). Put them there by hand: they come from '
-            f'{_sources(missing)} (SHA-256 of each in the manifest, ranksrgan_nb/assets/datasets_manifest.tsv)')
+            f'{_sources(missing)} (the SHA-256 of each is in {_manifest_path()})')
 
 # %% ../nbs/00b_data.ipynb #2857c428
 def _fetch_one(r: dict, root: Path, missing: list[dict]) -> None:
