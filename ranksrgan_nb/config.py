@@ -14,8 +14,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['CHOICES', 'PROFILES', 'STAGES', 'MULTI_PREFIX', 'Profile', 'stage_label', 'get_profile', 'project_root',
-           'resolve_dirs']
+__all__ = ['CHOICES', 'PROFILES', 'STAGES', 'MULTI_PREFIX', 'SEED_TAG', 'Profile', 'seed_stage', 'split_seed', 'stage_label',
+           'get_profile', 'project_root', 'resolve_dirs']
 
 # %% ../nbs/00a_config.ipynb #ecd15857
 @dataclass(frozen=True)
@@ -199,9 +199,22 @@ STAGES = {'srresnet': 'SRResNet',       # 03: the PSNR-oriented generator
           'srgan_plus': 'SRGAN+',       # 05: SRGAN fine-tuned with a larger adversarial weight (a rank level)
           'ranksrgan': 'RankSRGAN'}     # 05: SRGAN + the rank-content loss
 MULTI_PREFIX = 'multi_'                 # 06: one generator stage per weight setting, multi_<setting>
+SEED_TAG = '_s'                         # 05: a GAN stage of a later seed of gan_seeds, <stage>_s<seed>
+
+def seed_stage(stage: str, seed: int, seeds: tuple) -> str:
+    "The folder of `stage` trained with `seed`: the plain name for the first of `seeds`, '<stage>_s<seed>' for the others."
+    if seed not in seeds: raise ValueError(f'seed {seed} is not one of gan_seeds={tuple(seeds)}')
+    return stage if seed == seeds[0] else f'{stage}{SEED_TAG}{seed}'
+
+def split_seed(stage: str) -> tuple[str, int | None]:
+    "('srgan', 11) for 'srgan_s11'; (stage, None) for a folder name that carries no seed."
+    base, tag, s = stage.rpartition(SEED_TAG)
+    return (base, int(s)) if tag and base in STAGES and s.isdigit() else (stage, None)
 
 def stage_label(stage: str) -> str:
-    "Row label of a stage folder: STAGES, 'MultiRanker(<setting>)' for multi_<setting>, else the folder name."
+    "Row label of a stage folder: STAGES, 'SRGAN (seed 11)' for srgan_s11, 'MultiRanker(<setting>)' for multi_<setting>, else the folder name."
+    base, seed = split_seed(stage)
+    if seed is not None: return f'{STAGES[base]} (seed {seed})'
     if stage in STAGES: return STAGES[stage]
     if stage.startswith(MULTI_PREFIX): return f'MultiRanker({stage[len(MULTI_PREFIX):]})'
     return stage

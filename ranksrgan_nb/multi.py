@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from .config import MULTI_PREFIX, Profile, get_profile
-from .gan import RankContentLoss, checkpoint_path, level_builder, train_gan
+from .gan import RankContentLoss, checkpoint_path, level_builder, seed_profile, train_gan
 from .ranker import ensure_ranker, load_ranker
 from .train import ensure_srresnet
 
@@ -41,8 +41,8 @@ class MultiRankerLoss(nn.Module):
 LEVEL_RANKER_LEVELS = ('hr', 'srgan', 'srresnet')   # best first: a real photograph, then the two generators
 
 def level_profile(cfg: Profile) -> Profile:
-    "The profile of the method-ordered Ranker: levels HR > SRGAN > SRResNet, labelled by level, no NIQE-gap filter."
-    return get_profile(cfg, rank_levels=LEVEL_RANKER_LEVELS, label_metric='level', rank_diff_min=-1.0)
+    "The profile of the method-ordered Ranker: levels HR > SRGAN > SRResNet, labelled by level, no NIQE filters."
+    return get_profile(cfg, rank_levels=LEVEL_RANKER_LEVELS, label_metric='level', rank_diff_min=-1.0, rank_noise_k=0.0)
 
 # %% ../nbs/06_multi_ranker.ipynb #ab1c0588
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class RankerTerm:
 
 def train_multi_ranksrgan(cfg: Profile, run_dir, terms: Sequence[RankerTerm], stage: str,
                           init: str | os.PathLike | None = None, resume: bool = True, hooks=()) -> Path:
-    "RankSRGAN with the sum of several rank-content losses; returns `run_dir/<stage>/final.pth`."
+    "RankSRGAN with the sum of several rank-content losses, seeded as 05's first pair; returns `run_dir/<stage>/final.pth`."
     init = checkpoint_path(init, 'generator') if init else ensure_srresnet(cfg, run_dir)
     active = [t for t in terms if t.weight != 0]
     Rs = {t.name: load_ranker(cfg, checkpoint_path(t.path, f'Ranker {t.name!r}')) for t in active}
@@ -65,7 +65,7 @@ def train_multi_ranksrgan(cfg: Profile, run_dir, terms: Sequence[RankerTerm], st
         return {f'l_g_rank_{n}': term for n, term in loss.terms_.items()}
     meta = {'rankers': [(t.name, Path(t.path).name, t.weight, t.bias) for t in active],
             'rank_reduction': cfg.rank_reduction, 'ranker_bn': cfg.ranker_bn}
-    return train_gan(cfg, run_dir, stage, init=init, extra_losses=named if active else None,
+    return train_gan(seed_profile(cfg, cfg.gan_seeds[0]), run_dir, stage, init=init, extra_losses=named if active else None,
                      extra_models={f'R_{n}': R for n, R in Rs.items()}, meta_extra=meta, resume=resume, hooks=hooks)
 
 # %% ../nbs/06_multi_ranker.ipynb #7de9a9ec

@@ -251,7 +251,7 @@ def test_to_markdown_bold_best_by_direction():
                       columns=['dataset', 'image', 'method', 'metric', 'value'])
     md = E.to_markdown(E.results_table(df))
     lines = md.strip().split('\n')
-    assert lines[0] == '| Method | D PSNR ↑ | D NIQE ↓ | D custom | D SSIM ↑ |'          # custom: not registered, no arrow
+    assert lines[0] == '| Method | D PSNR-Y ↑ | D NIQE ↓ | D custom | D SSIM-Y ↑ |'      # custom: not registered, no arrow
     assert lines[1] == '|:---|---:|---:|---:|---:|'
     assert lines[2] == '| A | **30.00** | 4.000 | 1.000 | **0.1235** |'
     assert lines[3] == '| B | 25.00 | **3.000** | 2.000 | – |'                           # HR's 2.5 is not "best"
@@ -346,3 +346,215 @@ def test_visual_comparison_reads_the_cache_and_the_table(images, tmp_path):
     y0, y1, x0, x1 = E.detail_box(ds[0]['hr'], (64, 80))
     np.testing.assert_array_equal(fig.axes[0].images[0].get_array(), read_image(tmp_path / 'syn' / 'Bic' / 'a.png')[y0:y1, x0:x1])
     plt.close(fig)
+
+
+# ------------------------------------------------------------------ seeds among the stages
+def test_generator_stages_put_seeds_after_their_first(cfg, tmp_path):
+    meta = stage_meta(cfg, ('scale', 'g_nf', 'g_nb'))
+    for s in ('ranksrgan_s11', 'zz', 'srgan', 'srgan_s11', 'ranksrgan_s3', 'ranksrgan', 'srresnet', 'multi_n0_l0.03', 'srgan_plus'):
+        save_final(tmp_path, s, {'G': build_generator(cfg).state_dict()}, meta)
+    assert E.generator_stages(tmp_path) == ['srresnet', 'srgan', 'srgan_s11', 'srgan_plus', 'ranksrgan', 'ranksrgan_s3',
+                                            'ranksrgan_s11', 'multi_n0_l0.03', 'zz']
+    assert list(E.stage_methods(cfg, tmp_path))[:7] == ['SRResNet', 'SRGAN', 'SRGAN (seed 11)', 'SRGAN+', 'RankSRGAN',
+                                                         'RankSRGAN (seed 3)', 'RankSRGAN (seed 11)']
+
+
+# ------------------------------------------------------------------ colour metrics (stand-ins when 01 does not register them yet)
+def _lowpass8(a):
+    h, w = a.shape[0] // 8 * 8, a.shape[1] // 8 * 8
+    return a[:h, :w].astype(np.float64).reshape(h // 8, 8, w // 8, 8, 3).mean((1, 3)) / 255.0
+
+
+@pytest.fixture
+def colour_metrics():
+    "delta_e and psnr_rgb in the registry for this test: 01's when registered, else test-only stand-ins, removed after."
+    from skimage.color import deltaE_ciede2000, rgb2lab
+    from ranksrgan_nb.metrics import psnr, register_metric
+    added = []
+    if 'delta_e' not in METRICS:
+        register_metric('delta_e', lambda a, b, crop_border=0: float(deltaE_ciede2000(rgb2lab(_lowpass8(b)), rgb2lab(_lowpass8(a))).mean()),
+                        higher_is_better=False, full_reference=True); added.append('delta_e')
+    if 'psnr_rgb' not in METRICS:
+        register_metric('psnr_rgb', lambda a, b, crop_border=0: psnr(a, b, crop_border=crop_border, color='rgb'),
+                        higher_is_better=True, full_reference=True); added.append('psnr_rgb')
+    yield
+    for k in added: METRICS.pop(k)
+
+
+def test_colour_metrics_in_every_table(images, colour_metrics):
+    ds = {'syn': TestImageDataset(images, 4)}
+    tint = E.Method('tint', lambda lr: np.clip(E.bicubic_method(4)(lr).astype(int) + [30, 0, -30], 0, 255).astype(np.uint8))
+    df = E.evaluate([E.bicubic_method(4), tint], ds)
+    t = E.results_table(df)
+    assert [m for _, m in t.columns] == ['psnr', 'ssim', 'niqe', 'delta_e', 'psnr_rgb'] or {'delta_e', 'psnr_rgb'} <= {m for _, m in t.columns}
+    head = E.to_markdown(t).split('\n')[0]
+    assert 'syn ΔE00 ↓' in head and 'syn PSNR-RGB ↑' in head and 'syn PSNR-Y ↑' in head and 'syn SSIM-Y ↑' in head
+    row = [r for r in E.to_markdown(t).split('\n') if r.startswith('| tint |')][0].split(' | ')
+    assert row[[c.strip() for c in head.split('|')[1:-1]].index('syn ΔE00 ↓')] == f"{t.loc['tint', ('syn', 'delta_e')]:.2f}"
+    c = E.colour_check(df)
+    assert list(c.index) == ['tint'] and c.loc['tint', 'excess'] > 1 and not c.loc['tint', 'ok']   # a visible tint fails
+
+
+def test_colour_check_by_hand():
+    rows = [('S', 'i', 'Bicubic', 0.5), ('S', 'j', 'Bicubic', 0.7), ('S', 'i', 'G', 1.4), ('S', 'j', 'G', 1.7),
+            ('S', 'i', 'HR', 0.0), ('T', 'k', 'G', 50.0), ('T', 'k', 'Bicubic', 0.6), ('S', 'i', 'G', 9.0)]
+    df = pd.DataFrame([(d, i, m, 'delta_e' if k < 7 else 'psnr', v) for k, (d, i, m, v) in enumerate(rows)],
+                      columns=['dataset', 'image', 'method', 'metric', 'value'])
+    c = E.colour_check(df, ['S'])
+    assert list(c.index) == ['G'] and list(c.columns) == ['delta_e', 'Bicubic', 'excess', 'ok']   # HR is no generator
+    assert c.loc['G', 'delta_e'] == pytest.approx(1.55) and c.loc['G', 'Bicubic'] == pytest.approx(0.6)
+    assert c.loc['G', 'excess'] == pytest.approx(0.95) and c.loc['G', 'ok']                     # within 1 dE
+    assert not E.colour_check(df, ['S'], tolerance=0.9).loc['G', 'ok']
+    pooled = E.colour_check(df)                                                                  # every image of every set
+    assert pooled.loc['G', 'delta_e'] == pytest.approx((1.4 + 1.7 + 50.0) / 3) and not pooled.loc['G', 'ok']
+    with pytest.raises(ValueError, match='registered'):
+        E.colour_check(df, metric='psnr_rgb')
+    with pytest.raises(ValueError, match="no 'delta_e' values of 'Bicubic'"):
+        E.colour_check(df[df.method != 'Bicubic'])
+
+
+# ------------------------------------------------------------------ bicubic against the literature
+def test_bicubic_vs_literature():
+    cols = pd.MultiIndex.from_tuples([(d, m) for d in ('Set5', 'Set14', 'CBSD68') for m in ('psnr', 'ssim')])
+    t = pd.DataFrame([[28.43, 0.8113, 26.09, 0.7050, 26.07, 0.6833], [1, 1, 1, 1, 1, 1]], index=['Bicubic', 'X'], columns=cols)
+    b = E.bicubic_vs_literature(t)
+    assert list(b.index) == ['Set5', 'Set14']                                                    # CBSD68 has no literature row
+    assert b.loc['Set14', 'PSNR-Y difference'] == pytest.approx(0.09) and b.loc['Set5', 'SSIM-Y literature'] == 0.8104
+    assert E.bicubic_vs_literature(t, 'X').loc['Set5', 'PSNR-Y here'] == 1
+    assert E.bicubic_vs_literature(t[['CBSD68']]).empty
+
+
+def test_gray_image_gains_20log10_255_over_219_on_y(images):
+    g = images['a'][..., 1]
+    rgb = np.repeat(g[..., None], 3, -1)
+    sr = E.bicubic_method(4)(bicubic_degrade(modcrop(rgb, 4), 4))
+    hr = modcrop(rgb, 4)
+    gray = 10 * math.log10(255.0 ** 2 / np.mean((sr[4:-4, 4:-4, 0].astype(float) - hr[4:-4, 4:-4, 0]) ** 2))   # MATLAB: the one channel
+    assert psnr_ref(sr, hr, 4) - gray == pytest.approx(20 * math.log10(255 / 219), abs=1e-9)
+    assert E.image_metrics(sr, hr, ['psnr'], 4)['psnr'] == pytest.approx(psnr_ref(sr, hr, 4), abs=1e-9)
+
+
+# ------------------------------------------------------------------ paired statistics
+def _pairs_df():
+    rows = []
+    rng = np.random.default_rng(5)
+    for d, n in (('S1', 6), ('S2', 4)):
+        for i in range(n):
+            a = float(rng.normal(6, 1))
+            rows += [(d, f'i{i}', 'A', 'niqe', a), (d, f'i{i}', 'B', 'niqe', a + float(rng.normal(-0.4, 0.3))),
+                     (d, f'i{i}', 'A', 'psnr', 25.0 + i), (d, f'i{i}', 'B', 'psnr', 24.9 + i)]
+    return pd.DataFrame(rows, columns=['dataset', 'image', 'method', 'metric', 'value'])
+
+
+def test_paired_differences():
+    df = _pairs_df()
+    d = E.paired_differences(df, 'A', 'B', 'niqe')
+    v = df.set_index(['dataset', 'image', 'method', 'metric']).value
+    assert len(d) == 10 and all(d[k] == v[k + ('B', 'niqe')] - v[k + ('A', 'niqe')] for k in d.index)
+    assert list(E.paired_differences(df, 'A', 'B', 'niqe', ['S2']).index.get_level_values(0).unique()) == ['S2']
+    bad = df.copy()
+    bad.loc[(bad.image == 'i0') & (bad.method == 'B') & (bad.metric == 'niqe'), 'value'] = [np.nan, np.inf]   # both sets
+    bad = bad[~((bad.image == 'i1') & (bad.method == 'A'))]                                  # a missing value
+    assert len(E.paired_differences(bad, 'A', 'B', 'niqe')) == 10 - 2 - 2
+    with pytest.raises(ValueError, match=r"no niqe values of \['C'\]"):
+        E.paired_differences(df, 'A', 'C', 'niqe')
+
+
+def test_paired_stats_against_scipy():
+    from scipy.stats import wilcoxon
+    d = E.paired_differences(_pairs_df(), 'A', 'B', 'niqe').to_numpy()
+    s = E.paired_stats(d, 'niqe')
+    n = len(d); mean = sum(d) / n
+    assert s['n'] == n and s['mean'] == pytest.approx(mean, rel=1e-12)
+    assert s['se'] == pytest.approx(math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1) / n), rel=1e-12)
+    assert s['p'] == pytest.approx(wilcoxon(list(d)).pvalue, rel=1e-12) and s['p'] < 0.05
+    assert s['improved'] == sum(x < 0 for x in d) / n
+    psnr_d = E.paired_differences(_pairs_df(), 'A', 'B', 'psnr').to_numpy()
+    sp = E.paired_stats(psnr_d, 'psnr')
+    assert sp['improved'] == 0.0 and sp['mean'] == pytest.approx(-0.1)                        # PSNR: higher is better
+
+
+def test_paired_stats_edge_cases():
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')                                     # identical methods: no scipy warning or error
+        same = E.paired_stats(np.zeros(7), 'niqe')
+    assert same == {'n': 7, 'mean': 0.0, 'se': 0.0, 'p': 1.0, 'improved': 0.0}
+    one = E.paired_stats(np.array([0.3]), 'niqe')
+    assert one['n'] == 1 and math.isnan(one['se']) and one['p'] == 1.0 and one['improved'] == 0.0
+    empty = E.paired_stats(np.array([]), 'psnr')
+    assert empty['n'] == 0 and all(math.isnan(empty[k]) for k in ('mean', 'se', 'p', 'improved'))
+    ties = E.paired_stats(np.array([0.0, 0.0, -1.0, -2.0, -3.0]), 'niqe')                      # zeros are dropped by Wilcoxon
+    from scipy.stats import wilcoxon
+    assert ties['p'] == pytest.approx(wilcoxon([-1.0, -2.0, -3.0]).pvalue) and ties['improved'] == 0.6
+
+
+def test_paired_table_and_markdown(capsys):
+    df = _pairs_df()
+    t = E.paired_table(df, {'s1': ('A', 'B'), 'gone': ('A', 'Missing'), 'rev': ('B', 'A')}, metrics=['niqe', 'psnr'], datasets=['S1'])
+    assert list(t.index) == ['s1', 'rev'] and 'pair' in capsys.readouterr().out and "'gone'" in capsys.readouterr().out + "'gone'"
+    assert list(t.columns) == [(m, k) for m in ('niqe', 'psnr') for k in E.PAIRED_COLUMNS]
+    want = E.paired_stats(E.paired_differences(df, 'A', 'B', 'niqe', ['S1']), 'niqe')
+    assert t.loc['s1', ('niqe', 'n')] == 6 and all(t.loc['s1', ('niqe', k)] == pytest.approx(v) for k, v in want.items())
+    assert t.loc['rev', ('niqe', 'mean')] == pytest.approx(-t.loc['s1', ('niqe', 'mean')])
+    md = E.paired_markdown(t).split('\n')
+    assert md[0] == ('| pair | images | ΔNIQE (mean ± SE) | p (Wilcoxon) | improved | ΔPSNR-Y (mean ± SE) | p (Wilcoxon) | improved |')
+    m, se, p, imp = (t.loc['s1', ('niqe', k)] for k in ('mean', 'se', 'p', 'improved'))
+    assert md[2] == f'| s1 | 6 | {m:+.3f} ± {se:.3f} | {p:.2g} | {100 * imp:.0f} % | -0.10 ± 0.00 | {t.loc["s1", ("psnr", "p")]:.2g} | 0 % |'
+    assert E.paired_table(df, {'x': ('A', 'Z')}).empty                                       # every pair missing: empty
+
+
+def test_plot_paired():
+    import matplotlib.pyplot as plt
+    df = _pairs_df()
+    d = {'s1': E.paired_differences(df, 'A', 'B', 'niqe'), 's2': -E.paired_differences(df, 'A', 'B', 'niqe')}
+    ax = E.plot_paired(d, 'niqe')
+    assert len(ax.collections) == 2 and 'NIQE' in ax.get_ylabel()
+    assert [l.get_ydata()[0] for l in ax.get_lines()] == [0]                                   # the zero line
+    order = pd.DataFrame(d).mean(axis=1).sort_values().index
+    np.testing.assert_allclose(ax.collections[0].get_offsets()[:, 1], d['s1'][order].to_numpy())
+    plt.close(ax.figure)
+
+
+# ------------------------------------------------------------------ shipped weights
+def test_shipped_default_width_fits_and_loads(tmp_path):
+    torch.manual_seed(0)
+    G = SRResNet()
+    save_final(tmp_path / 'run', 'srgan', {'G': G.state_dict()}, {'seed': 10, 'n_iters': 600})
+    files = E.write_shipped(tmp_path / 'run', tmp_path / 'w', {'srgan': 'srgan'})
+    f = files['srgan']
+    assert f == tmp_path / 'w' / 'srgan.pth' and f.stat().st_size <= 4_000_000
+    sd = torch.load(f, weights_only=True)
+    assert all(v.dtype == torch.float16 for v in sd.values())
+    H = SRResNet(); H.load_state_dict({k: v.float() for k, v in sd.items()})            # the documented way
+    for k, v in G.state_dict().items():
+        assert torch.equal(H.state_dict()[k], v.half().float())
+    with pytest.raises(ValueError, match='more than the 1,000,000 bytes'):
+        E.write_shipped(tmp_path / 'run', tmp_path / 'w2', {'srgan': 'srgan'}, max_bytes=1_000_000)
+    with pytest.raises(FileNotFoundError, match="stage 'ranksrgan' is not finished"):
+        E.write_shipped(tmp_path / 'run', tmp_path / 'w3')
+
+
+def test_shipped_smoke_run_loads_in_the_cli(tmp_path, monkeypatch, images):
+    """A smoke run's final generators written into a temp folder: the CLI finds them by name and super-resolves."""
+    import hashlib
+    from ranksrgan_nb import cli
+    from ranksrgan_nb import gan as GN
+    from ranksrgan_nb import train as T
+    from ranksrgan_nb.models import Ranker
+    cfg = get_profile('smoke', sr_iters=3, gan_iters=2, ckpt_every=2, val_every=2, log_every=1, device='cpu')
+    sr = T.train_srresnet(cfg, tmp_path / 'run')
+    rk = T.save_final(tmp_path / 'run', 'ranker', {'R': Ranker(nf=cfg.r_nf).state_dict()}, {'r_nf': cfg.r_nf, 'label_metric': 'niqe'})
+    GN.ensure_gan_runs(cfg, tmp_path / 'run', ranker=rk, init=sr)
+    files = E.write_shipped(tmp_path / 'run', tmp_path / 'weights')
+    assert sorted(files) == ['ranksrgan', 'srgan', 'srresnet'] == sorted(cli.SHIPPED)
+    monkeypatch.setattr(cli, 'WEIGHTS_DIR', tmp_path / 'weights')
+    write_image(tmp_path / 'in' / 'x.png', images['a'][:40, :44])
+    assert cli.main(['sr', str(tmp_path / 'in' / 'x.png'), '-o', str(tmp_path / 'out'), '--weights', 'ranksrgan', '--device', 'cpu']) == 0
+    got = read_image(tmp_path / 'out' / 'x.png')
+    full = E.generator_method('r', T.load_generator(cfg, T.final_path(tmp_path / 'run', 'ranksrgan')))(images['a'][:40, :44])
+    assert got.shape == full.shape and np.abs(got.astype(int) - full).max() <= 2                # fp16 weights: a grey level or two
+    readme = E.shipped_readme(files, cfg, tmp_path / 'run', '| Method | x |\n').read_text()
+    for name, f in files.items():
+        assert f'`{hashlib.sha256(f.read_bytes()).hexdigest()}`' in readme and f'| `{name}.pth` | {name} |' in readme
+    assert '| `srgan.pth` | srgan | `SRResNet(nf=8, nb=2)` | 10 | 2 |' in readme and readme.endswith('| Method | x |\n')

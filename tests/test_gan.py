@@ -130,3 +130,204 @@ def test_level_builder_trains_missing_levels_only(cfg, tmp_path):
     assert RK.level_checkpoint(tmp_path, str(p)) == p               # a checkpoint path is a level too
     with pytest.raises(ValueError, match='can train'):
         build('bicubic_x')
+
+
+# ------------------------------------------------------------------ the loss functions, one by one
+def test_discriminator_losses_by_hand():
+    torch.manual_seed(0)
+    D = T.build_discriminator(get_profile('smoke'))
+    hr, sr = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32, requires_grad=True)
+    l_real, l_fake, p_real, p_fake = GN.discriminator_losses(D, hr, sr)
+    with torch.no_grad():
+        zr, zf = D(hr), D(sr)
+    assert l_real.item() == pytest.approx(torch.log1p(torch.exp(-zr)).mean().item(), rel=1e-5)   # -log sigmoid(z)
+    assert l_fake.item() == pytest.approx(torch.log1p(torch.exp(zf)).mean().item(), rel=1e-5)    # -log(1 - sigmoid(z))
+    assert torch.allclose(p_real, zr) and torch.allclose(p_fake, zf)
+    (l_real + l_fake).backward()
+    assert sr.grad is None                                                          # SR detached
+
+
+def test_generator_losses_terms_and_weights(cfg):
+    torch.manual_seed(0)
+    D, V = T.build_discriminator(cfg), T.build_vgg(cfg)
+    sr, hr = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        out = GN.generator_losses(sr, hr, D, V, GN.GanWeights(w_pix=2.0, w_fea=0.0, w_gan=0.1), {'x': lambda s: s.sum()})
+        assert list(out) == ['l_g_pix', 'l_g_gan', 'x']                              # a weight of 0: no term at all
+        assert out['l_g_pix'].item() == pytest.approx(2.0 * (sr - hr).abs().mean().item(), rel=1e-6)
+        assert out['l_g_gan'].item() == pytest.approx(0.1 * torch.nn.functional.softplus(-D(sr)).mean().item(), rel=1e-5)
+        assert out['x'].item() == pytest.approx(sr.sum().item(), rel=1e-6)
+
+
+def test_gan_state_optimizers_and_schedule(cfg):
+    G, D = T.build_generator(cfg), T.build_discriminator(cfg)
+    st = GN.gan_state(get_profile(cfg, gan_lr=3e-4, gan_lr_steps=(0.25, 0.5), lr_gamma=0.5), G, D, {'m': 1}, 8,
+                      extra_models={'R': Ranker(nf=8)})
+    assert list(st.models) == ['G', 'D', 'R'] and list(st.optims) == ['G', 'D'] and st.meta == {'m': 1}
+    for k, net in (('G', G), ('D', D)):
+        o = st.optims[k]
+        assert isinstance(o, torch.optim.Adam) and o.param_groups[0]['betas'] == (0.9, 0.99)
+        assert [id(p) for p in o.param_groups[0]['params']] == [id(p) for p in net.parameters()]
+    lrs = []
+    for _ in range(6):
+        lrs.append(st.optims['G'].param_groups[0]['lr']); st.optims['G'].step(); st.scheds['G'].step()
+    assert lrs == pytest.approx([3e-4, 3e-4, 1.5e-4, 1.5e-4, 7.5e-5, 7.5e-5])        # milestones at 2 and 4 of 8
+
+
+# ------------------------------------------------------------------ seeds and stage names
+def test_seed_stage_names():
+    from ranksrgan_nb.config import seed_stage, split_seed, stage_label
+    assert [seed_stage('ranksrgan', s, (3, 7, 11)) for s in (3, 7, 11)] == ['ranksrgan', 'ranksrgan_s7', 'ranksrgan_s11']
+    with pytest.raises(ValueError, match='not one of gan_seeds'):
+        seed_stage('srgan', 4, (3, 7))
+    assert split_seed('srgan_s7') == ('srgan', 7) and split_seed('srgan_plus') == ('srgan_plus', None)
+    assert split_seed('multi_n0_s3') == ('multi_n0_s3', None) and split_seed('srgan_s') == ('srgan_s', None)
+    assert stage_label('srgan_plus_s4') == 'SRGAN+ (seed 4)' and stage_label('srgan') == 'SRGAN'
+
+
+def test_gan_runs_and_seed_profile():
+    cfg = get_profile('cpu')
+    assert GN.gan_runs(cfg) == [(10, 'srgan', 'ranksrgan'), (11, 'srgan_s11', 'ranksrgan_s11')]
+    assert GN.gan_runs(get_profile('smoke')) == [(10, 'srgan', 'ranksrgan')]
+    p = GN.seed_profile(cfg, 11)
+    assert p.seed == 11 and {f: getattr(p, f) for f in vars(cfg) if f != 'seed'} == {f: getattr(cfg, f) for f in vars(cfg) if f != 'seed'}
+
+
+def test_pairs_share_seed_and_data_order(cfg, tmp_path):
+    """Two seeds: each pair trains with its own seed; with w_R = 0 RankSRGAN is bit for bit the SRGAN of the same seed,
+    so nothing but the rank term differs inside a pair; the two seeds differ."""
+    two = get_profile(cfg, gan_seeds=(10, 11), w_R=0.0)
+    sr = T.train_srresnet(two, tmp_path)
+    runs = GN.ensure_gan_runs(two, tmp_path, init=sr)
+    assert {s: (a.parent.name, b.parent.name) for s, (a, b) in runs.items()} == {10: ('srgan', 'ranksrgan'), 11: ('srgan_s11', 'ranksrgan_s11')}
+    for s, (a, b) in runs.items():
+        wa, wb = _weights(a), _weights(b)
+        assert T.load_checkpoint(a)['meta']['seed'] == s == T.load_checkpoint(b)['meta']['seed']
+        _assert_same(wa, wb)                                                   # G and D, bit for bit
+    assert not torch.equal(_weights(runs[10][0])['G']['conv_first.weight'], _weights(runs[11][0])['G']['conv_first.weight'])
+    a, b = (GN.stage_loader(GN.seed_profile(two, s), GN.train_set(GN.seed_profile(two, s)), torch.device('cpu'))(0, 1)
+            for s in (10, 11))
+    assert not torch.equal(next(iter(a))['hr'], next(iter(b))['hr'])                  # the seed sets the data order
+
+
+def test_ensure_reuses_and_refuses_other_settings(cfg, tmp_path):
+    sr = T.train_srresnet(cfg, tmp_path)
+    torch.manual_seed(1)
+    rk = T.save_final(tmp_path, 'myranker', {'R': Ranker(nf=cfg.r_nf).state_dict()}, {'r_nf': cfg.r_nf})
+    p = GN.ensure_ranksrgan(cfg, tmp_path, ranker=rk, init=sr)
+    stamp = p.stat().st_mtime_ns
+    assert GN.ensure_ranksrgan(cfg, tmp_path, ranker=rk, init=sr) == p and p.stat().st_mtime_ns == stamp   # reused
+    with pytest.raises(ValueError, match="other settings.*w_R"):
+        GN.ensure_ranksrgan(get_profile(cfg, w_R=0.5), tmp_path, ranker=rk, init=sr)
+    with pytest.raises(ValueError, match='not one of gan_seeds'):
+        GN.ensure_srgan(cfg, tmp_path, seed=99, init=sr)
+
+
+# ------------------------------------------------------------------ check (c): the pixel-space probe
+def _sets():
+    from ranksrgan_nb.data import TestImageDataset
+    import numpy as np
+    return {'A': TestImageDataset({'a': np.zeros((40, 60, 3), np.uint8), 'b': np.zeros((24, 80, 3), np.uint8)}, 4),
+            'B': TestImageDataset({f'c{k}': np.full((36, 40, 3), k, np.uint8) for k in range(5)}, 4)}
+
+
+def test_probe_crops_spread_and_centre():
+    crops = GN.probe_crops(_sets(), 2, 32)
+    assert list(crops) == ['A/a', 'B/c4']                                            # first and last of 6 eligible
+    assert crops['B/c4'].shape == (32, 32, 3) and (crops['B/c4'] == 4).all()
+    assert list(GN.probe_crops(_sets(), 1, 32)) == ['A/a']
+    assert len(GN.probe_crops(_sets(), 50, 32)) == 6                                  # fewer eligible than asked
+    import numpy as np
+    from ranksrgan_nb.data import TestImageDataset
+    img = np.arange(40 * 48 * 3, dtype=np.int64).reshape(40, 48, 3) % 251
+    c = GN.probe_crops({'S': TestImageDataset({'x': img.astype(np.uint8)}, 4)}, 1, 32)['S/x']
+    assert np.array_equal(c, img[4:36, 8:40].astype(np.uint8))                       # the centre
+    with pytest.raises(ValueError, match='lower probe_crop'):
+        GN.probe_crops(_sets(), 3, 41)
+
+
+def test_refine_pixels_is_adam_on_pixels():
+    torch.manual_seed(0)
+    x0, hr = torch.rand(3, 3, 36, 36), torch.rand(3, 3, 36, 36)
+    one = GN.refine_pixels(x0, hr, 1, 0.02)
+    assert torch.allclose(one, (x0 - 0.02 * torch.sign(x0 - hr)).clamp(0, 1), atol=1e-6)   # Adam's first step: lr * sign
+    # two steps by hand: m = 0.1 g1 + ..., bias-corrected; written out for the content gradient g = sign(x - hr) / N
+    x = x0.clone(); m = torch.zeros_like(x); v = torch.zeros_like(x)
+    for t in (1, 2):
+        g = torch.sign(x - hr) / (3 * 36 * 36)
+        m = 0.9 * m + 0.1 * g; v = 0.999 * v + 0.001 * g * g
+        x = (x - 0.02 * (m / (1 - 0.9 ** t)) / ((v / (1 - 0.999 ** t)).sqrt() + 1e-8)).clamp(0, 1)
+    assert torch.allclose(GN.refine_pixels(x0, hr, 2, 0.02), x, atol=1e-5)
+    assert torch.equal(GN.refine_pixels(x0, x0, 4, 0.02), x0)                          # at the target: no move
+    assert GN.refine_pixels(torch.ones(1, 3, 8, 8), torch.full((1, 3, 8, 8), 2.0), 3, 0.5).max() == 1   # clamped
+    assert not x0.requires_grad                                                        # the input is left alone
+
+
+def test_refine_pixels_rank_term_and_batch_independence():
+    torch.manual_seed(0)
+    R = Ranker(nf=8).eval()
+    x0, hr = torch.rand(2, 3, 40, 40), torch.rand(2, 3, 40, 40)
+    rank = GN.RankContentLoss(R, weight=1.0, bn_mode='eval')
+    both = GN.refine_pixels(x0, hr, 3, 0.01, rank)
+    assert not torch.equal(both, GN.refine_pixels(x0, hr, 3, 0.01))
+    # eval-mode BatchNorm and per-image content: each image of the batch is refined as if alone
+    alone = torch.cat([GN.refine_pixels(x0[i:i + 1], hr[i:i + 1], 3, 0.01, rank) for i in range(2)])
+    assert torch.allclose(both, alone, atol=1e-6)
+    assert not any(p.requires_grad for p in R.parameters())
+
+
+def test_pixel_probe_values():
+    import numpy as np
+    from ranksrgan_nb.data import bicubic_degrade, img2tensor, sample_images, tensor2img
+    from ranksrgan_nb.metrics import niqe, psnr
+    crops = {k: v[:200, :212] for k, v in sample_images('test').items()}
+    G = torch.nn.Upsample(scale_factor=4, mode='bicubic')
+    torch.manual_seed(0)
+    R = Ranker(nf=8)
+    df = GN.pixel_probe(G, R, crops, steps=2, lr=0.01, weight=0.5, bn_mode='train', batch=2)
+    assert list(df.index) == ['chelsea', 'grace_hopper'] and df.shape == (2, 6)
+    for n, hr in crops.items():
+        start = tensor2img(G(img2tensor(bicubic_degrade(hr, 4))[None]).clamp(0, 1)[0])
+        assert df.loc[n, 'niqe_start'] == pytest.approx(niqe(start, crop_border=4), abs=1e-9)
+        assert df.loc[n, 'psnr_start'] == pytest.approx(psnr(start, hr, crop_border=4), abs=1e-9)
+    assert np.isfinite(df.values).all() and not np.array_equal(df.niqe_rank.values, df.niqe_content.values)
+    same = GN.pixel_probe(G, R, crops, steps=2, lr=0.01, weight=0.0, bn_mode='train', batch=1)
+    assert np.array_equal(same.niqe_rank.values, same.niqe_content.values)
+    assert np.array_equal(same.niqe_content.values, GN.pixel_probe(G, R, crops, 2, 0.01, 0.0, batch=2).niqe_content.values)
+
+
+# ------------------------------------------------------------------ check (d), verdicts, the convergence figure
+def test_rank_term_trend():
+    import pandas as pd
+    log = pd.DataFrame({'iter': [30, 10, 20, 40, 50, 60, 70, 80, 90, 100, 110],
+                        'l_g_rank': [3.0, 1.0, 2.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0]})
+    first, last, k = GN.rank_term_trend(log)
+    assert k == 2 and first == pytest.approx(1.5) and last == pytest.approx(10.5)   # ceil(0.1 * 11) = 2 rows each
+    assert GN.rank_term_trend(log, frac=0.5)[2] == 6
+    assert GN.rank_term_trend(log.iloc[:1]) == (3.0, 3.0, 1)                        # one row: both ends are it
+    assert GN.rank_term_trend(log.rename(columns={'l_g_rank': 'l_g_rank_niqe'}), 'l_g_rank_niqe')[0] == pytest.approx(1.5)
+    with pytest.raises(ValueError, match="no 'l_g_rank' column"):
+        GN.rank_term_trend(log.drop(columns='l_g_rank'))
+
+
+def test_verdict():
+    assert GN.verdict(True, 'a 1') == 'PASS: a 1' and GN.verdict(False, 'b') == 'FAIL: b'
+    assert GN.verdict(True, 'c', judged=False) == '(smoke: not judged) c'
+
+
+def test_plot_convergence():
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    v = lambda a: pd.DataFrame({'iter': [1, 2, 3], 'niqe': a, 'psnr': [20.0, 21.0, 22.0]})
+    fig = GN.plot_convergence({'srgan': v([5, 4, 3]), 'ranksrgan': v([5, 3, 2]), 'srgan_s11': v([6, 5, 4]),
+                               'ranksrgan_s11': v([6, 4, 1])})
+    assert len(fig.axes) == 2
+    lines = {l.get_label(): l for l in fig.axes[0].get_lines()}
+    assert list(lines) == ['SRGAN', 'RankSRGAN', 'SRGAN (seed 11)', 'RankSRGAN (seed 11)']
+    assert lines['SRGAN'].get_color() == lines['SRGAN (seed 11)'].get_color() != lines['RankSRGAN'].get_color()
+    assert lines['SRGAN'].get_linestyle() == lines['RankSRGAN'].get_linestyle() != lines['RankSRGAN (seed 11)'].get_linestyle()
+    assert list(lines['RankSRGAN (seed 11)'].get_ydata()) == [6, 4, 1]
+    assert list(fig.axes[1].get_lines()[0].get_ydata()) == [20.0, 21.0, 22.0]
+    plt.close(fig)
