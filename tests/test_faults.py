@@ -319,7 +319,7 @@ def test_tiny_test_image_and_small_validation_image_fail_when_the_set_is_built(t
         D.TestImageDataset({'tiny': np.zeros((3, 3, 3), np.uint8), 'ok': np.zeros((8, 8, 3), np.uint8)}, scale=4)
     D.write_image(tmp_path / 'val' / 'a_small.png', RNG.integers(0, 256, (64, 80, 3), dtype=np.uint8))
     D.write_image(tmp_path / 'val' / 'big.png', RNG.integers(0, 256, (240, 240, 3), dtype=np.uint8))
-    cfg = get_profile('smoke', test_data=str(tmp_path / 'val'), sr_iters=4, ckpt_every=2, val_every=4, device='cpu')
+    cfg = get_profile('smoke', val_data=str(tmp_path / 'val'), sr_iters=4, ckpt_every=2, val_every=4, device='cpu')
     with pytest.raises(ValueError, match=r"'a_small' \(80x64\) of .*val are smaller than the 200x200 pixels that validation "
                                          r"with NIQE \(crop_border=4\) needs"):
         T.train_srresnet(cfg, tmp_path / 'run')
