@@ -156,7 +156,7 @@ PROFILES = {
     'cpu': _check_profile(Profile(
         name='cpu', train_data='SunHays80', test_data='Set14,CBSD68', val_data='Set5', g_init='identity',
         hr_patch=96, batch_size=8, sr_iters=3000, sr_lr_steps=(0.5, 0.75),
-        gan_iters=600, gan_lr_steps=(), w_gan=2e-2, w_fea_random=30.0, gan_seeds=(10, 11), plus_iters=300,
+        gan_iters=600, gan_lr_steps=(), w_gan=2e-2, w_fea_random=30.0, gan_seeds=(10, 11), w_R=3e-3, plus_iters=300,
         rank_levels=('hr', 'srgan', 'srresnet'), rank_noise_k=2.0, ranker_design='eval', ranker_crop=96,
         ranker_iters=600, ranker_batch=8, ranker_lr_steps=(),
         val_every=100, ckpt_every=100, log_every=10, val_max_images=5)),

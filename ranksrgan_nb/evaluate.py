@@ -200,7 +200,7 @@ def to_markdown(table: pd.DataFrame, reference: str | None = 'HR') -> str:
         d, m = col
         hib = _higher_is_better(m)
         heads.append(f'{d} {LABELS.get(m, m)}{"" if hib is None else " ↑" if hib else " ↓"}')
-        vals = table[col].drop(reference, errors='ignore').dropna()
+        vals = table[col].drop([reference] if reference else [], errors='ignore').dropna()
         best = None if hib is None or vals.empty else (vals.max() if hib else vals.min())
         for r, v in table[col].items():
             s = '–' if pd.isna(v) else f'{v:.{DECIMALS.get(m, 3)}f}'

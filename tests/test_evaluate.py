@@ -558,3 +558,11 @@ def test_shipped_smoke_run_loads_in_the_cli(tmp_path, monkeypatch, images):
     for name, f in files.items():
         assert f'`{hashlib.sha256(f.read_bytes()).hexdigest()}`' in readme and f'| `{name}.pth` | {name} |' in readme
     assert '| `srgan.pth` | srgan | `SRResNet(nf=8, nb=2)` | 10 | 2 |' in readme and readme.endswith('| Method | x |\n')
+
+
+def test_to_markdown_without_reference_row():
+    "The shipped-weights table has no HR row: reference=None marks the best of every row."
+    t = pd.DataFrame({('S', 'psnr'): [1.0, 2.0], ('S', 'niqe'): [5.0, 4.0]}, index=['A', 'B'])
+    t.columns = pd.MultiIndex.from_tuples(t.columns)
+    md = E.to_markdown(t, reference=None)
+    assert '**2.00**' in md and '**4.000**' in md and '| A | 1.00 | 5.000 |' in md
