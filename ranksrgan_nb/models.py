@@ -274,8 +274,8 @@ def load_pth(path: str | os.PathLike, what: str = 'checkpoint', map_location='cp
     except pickle.UnpicklingError as e:
         if m := re.search(r'GLOBAL ([\w.]+)', str(e)):
             raise UnreadableCheckpoint(f'{what} {path} asks to run {m[1]} while loading, which could execute code: refused. If you '
-                                       'trust its source, load it yourself with torch.load(path, weights_only=False) and save its '
-                                       'state dict with torch.save, or add what it needs to models.SAFE_GLOBALS') from None
+                                       'trust its source, append that object (the class or function itself) to models.SAFE_GLOBALS, an allow-list, '
+                                       'and load it again') from None
         cause = e
     except Exception as e: cause = e
     size = path.stat().st_size
