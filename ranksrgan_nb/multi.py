@@ -75,13 +75,13 @@ def ensure_level_ranker(cfg: Profile, run_dir) -> Path:
                          build_level=level_builder(cfg, run_dir))
 
 # %% ../nbs/06_multi_ranker.ipynb #df2961d7
-def parse_weight_grid(grid: str) -> list[tuple[float, float]]:
-    "'0.03:0,0:0.03' -> [(0.03, 0.0), (0.0, 0.03)]."
+def parse_weight_grid(grid: str, unit: float = 1.0) -> list[tuple[float, float]]:
+    "'1:0,0:1' -> [(unit, 0.0), (0.0, unit)]: each entry's two numbers times `unit` (e.g. the profile's w_R)."
     out = []
     for part in [p.strip() for p in grid.split(',') if p.strip()]:
         try: a, b = (float(v) for v in part.split(':'))
         except ValueError: raise ValueError(f"weight_grid entries are 'w_niqe:w_level', got {part!r}") from None
-        out.append((a, b))
+        out.append((round(a * unit, 12), round(b * unit, 12)))   # round: 3 * 0.003 is 0.009, not 0.009000000000000001
     return out
 
 def setting_stage(w_niqe: float, w_level: float) -> str:

@@ -27,6 +27,10 @@ def test_parse_weight_grid():
     with pytest.raises(ValueError, match='w_niqe:w_level'):
         MU.parse_weight_grid('0.03')
     assert MU.setting_stage(0.015, 0.03) == 'multi_n0.015_l0.03'
+    # in multiples of a unit (the notebook passes the profile's w_R); the stage name shows clean absolute weights
+    grid = MU.parse_weight_grid('1:1,0:1,3:0', unit=0.003)
+    assert grid == [(0.003, 0.003), (0.0, 0.003), (0.009, 0.0)]
+    assert [MU.setting_stage(*s) for s in grid] == ['multi_n0.003_l0.003', 'multi_n0_l0.003', 'multi_n0.009_l0']
 
 
 def test_level_profile():
