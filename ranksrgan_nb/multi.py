@@ -80,7 +80,7 @@ def parse_weight_grid(grid: str, unit: float = 1.0) -> list[tuple[float, float]]
     out = []
     for part in [p.strip() for p in grid.split(',') if p.strip()]:
         try: a, b = (float(v) for v in part.split(':'))
-        except ValueError: raise ValueError(f"weight_grid entries are 'w_niqe:w_level', got {part!r}") from None
+        except ValueError: raise ValueError(f"weight_grid entries are 'w_niqe:w_level' in units of {unit:g}, got {part!r}") from None
         out.append((round(a * unit, 12), round(b * unit, 12)))   # round: 3 * 0.003 is 0.009, not 0.009000000000000001
     return out
 
