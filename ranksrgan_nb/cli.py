@@ -15,17 +15,18 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from .data import list_images, read_image, write_image
+from .data import list_images, read_image, stale_temporaries, write_image
 from .metrics import METRICS
 from .models import CheckpointError, RRDBNet, SRResNet, load_official, unwrap_state_dict
-from .train import load_checkpoint, pick_device, super_resolve
+from .train import NonFiniteOutput, check_tile, load_checkpoint, pick_device, super_resolve
 
 # %% auto #0
-__all__ = ['SHIPPED', 'WEIGHTS_DIR', 'find_weights', 'generator_for', 'load_sr_model', 'image_inputs', 'sr_files', 'metric_table',
-           'markdown_table', 'parser', 'main']
+__all__ = ['SHIPPED', 'WEIGHTS_DIR', 'EXISTING', 'find_weights', 'generator_for', 'load_sr_model', 'image_inputs', 'sr_files',
+           'metric_table', 'markdown_table', 'parser', 'main']
 
 # %% ../nbs/08a_cli.ipynb #d0a1b2c6
 SHIPPED = ('srresnet', 'srgan', 'ranksrgan')   # names of the cpu-profile generators the package ships
@@ -80,6 +81,10 @@ def load_sr_model(weights: str | Path = 'ranksrgan',  # a file, or a shipped nam
                                   f'({list(ck["weights"])}); give a generator stage such as srresnet, srgan or ranksrgan')
         sd = ck['weights']['G']
     else: sd = unwrap_state_dict(ck)
+    bad = [k for k, v in sd.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad: raise NonFiniteOutput(f'{path}: {bad[0]}' + (f' (and {len(bad) - 1} more)' if len(bad) > 1 else '') +
+                                  ' holds NaN or infinite values, so every image would come out black or white: the '
+                                  'file is damaged or comes from a diverged run; use other weights')
     G = generator_for(sd, scale)
     if G.scale != scale: raise ValueError(f'{path} holds a x{G.scale} generator, but --scale {scale} was asked for')
     return load_official(G, sd).float().to(pick_device(device)).eval()
@@ -99,17 +104,36 @@ def image_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     return files
 
 # %% ../nbs/08a_cli.ipynb #38461d64
+EXISTING = ('refuse', 'skip', 'overwrite')   # what sr_files may do with a result already there
+
 def sr_files(G: nn.Module, files: Sequence[Path], out_dir: str | Path, device: str = 'auto',
-             tile: int | None = 256,   # LR tile size; None or 0: whole images
-             progress: bool = True) -> list[Path]:
+             tile: int | None = 256,     # LR tile size; None or 0: whole images
+             progress: bool = True,
+             existing: str = 'refuse',   # a result already there: 'refuse' (error before any work), 'skip', 'overwrite'
+             ) -> list[Path]:
     "Super-resolve each image file into `out_dir/<name>.png`; returns the written files."
-    out_dir, device = Path(out_dir).expanduser(), pick_device(device)
-    clash = [f for f in files if f.resolve() == (out_dir / f'{f.stem}.png').resolve()]
+    if existing not in EXISTING: raise ValueError(f'existing={existing!r} is not one of {EXISTING}')
+    out_dir, device, tile = Path(out_dir).expanduser(), pick_device(device), check_tile(G, tile, setting='--tile')
+    outs = {f: out_dir / f'{f.stem}.png' for f in files}
+    clash = [f for f in files if f.resolve() == outs[f].resolve()]
     if clash: raise ValueError(f'{clash[0]} would be overwritten by its own result: choose another -o folder')
+    there = [o for o in outs.values() if o.exists()]
+    if there and existing == 'refuse':
+        names = ', '.join(o.name for o in there[:5]) + (f' and {len(there) - 5} more' if len(there) > 5 else '')
+        raise FileExistsError(f'{len(there)} result(s) already in {out_dir} ({names}); nothing was written: pass '
+                              '--overwrite to replace them, --skip-existing to keep them and do the rest, or choose '
+                              'another -o folder')
+    for p in stale_temporaries(out_dir, dead_only=True) if out_dir.is_dir() else []:
+        p.unlink(missing_ok=True)
+        print(f'note: removed {p}, left by a run that was killed while writing it', file=sys.stderr)
     written = []
-    for f in tqdm(files, desc='ranksrgan sr', unit='image', disable=not progress):
-        sr = super_resolve(G, read_image(f), device, tile=tile or None, progress=progress)
-        written.append(write_image(out_dir / f'{f.stem}.png', sr))
+    for f in tqdm([f for f in files if existing != 'skip' or outs[f] not in there], desc='ranksrgan sr', unit='image',
+                  disable=not progress):
+        sr = super_resolve(G, read_image(f), device, tile=tile, progress=progress)
+        try: written.append(write_image(outs[f], sr, overwrite=existing == 'overwrite'))
+        except FileExistsError as e:
+            raise FileExistsError(f'{e}: another run is writing into {out_dir}? Wait for it, or pass '
+                                  '--overwrite') from None
     return written
 
 # %% ../nbs/08a_cli.ipynb #d0a1b2d5
@@ -118,6 +142,7 @@ def metric_table(sr: str | Path, hr: str | Path | None = None,  # folders (or fi
                  names: Sequence[str] | None = None,           # registry names; None: all that apply
                  progress: bool = False) -> tuple[list[str], list[dict], list[str]]:
     "Metric columns, one row per image ({'image': name, metric: value}) with the mean row last, and notes on NaNs."
+    if crop < 0: raise ValueError(f'--crop {crop}: the pixels shaved from each border must be 0 or more')
     names = list(names or sorted((n for n, m in METRICS.items() if hr is not None or not m.full_reference),
                                  key=lambda n: not METRICS[n].full_reference))   # full-reference first, as in the tables
     unknown = [n for n in names if n not in METRICS]
@@ -154,10 +179,13 @@ def markdown_table(names: Sequence[str], rows: Sequence[dict]) -> str:
 
 # %% ../nbs/08a_cli.ipynb #d0a1b2d8
 def _sr(a) -> int:
+    existing = 'overwrite' if a.overwrite else 'skip' if a.skip_existing else 'refuse'
     G = load_sr_model(a.weights, a.scale, a.device)
     files = image_inputs(a.inputs)
-    out = sr_files(G, files, a.out, a.device, a.tile)
-    print(f'wrote {len(out)} image(s) to {Path(a.out).expanduser().resolve()}')
+    try: out = sr_files(G, files, a.out, a.device, a.tile, existing=existing)
+    except NonFiniteOutput as e: raise NonFiniteOutput(f'{find_weights(a.weights)}: {e}') from None
+    skipped = f'; kept {len(files) - len(out)} already there (--skip-existing)' if len(out) < len(files) else ''
+    print(f'wrote {len(out)} image(s) to {Path(a.out).expanduser().resolve()}{skipped}')
     return 0
 
 def _metrics(a) -> int:
@@ -179,19 +207,28 @@ def parser() -> argparse.ArgumentParser:
                                  "measure them as SR papers do, and reproduce the paper's pipeline.")
     sub = ap.add_subparsers(dest='command', required=True, metavar='{sr,metrics,reproduce}')
     s = sub.add_parser('sr', help='super-resolve image files and folders', description='Super-resolve images (x4) into '
-                       'OUT_DIR/<name>.png, tile by tile (seam-free) for bounded memory.')
+                       'OUT_DIR/<name>.png, tile by tile (seam-free) for bounded memory. Results already in OUT_DIR '
+                       'are never replaced unless --overwrite is given.')
     s.add_argument('inputs', nargs='+', metavar='INPUT', help='image files or folders of images')
     s.add_argument('-o', '--out', required=True, metavar='OUT_DIR', help='folder for the results (created)')
     s.add_argument('--weights', default='ranksrgan', metavar='NAME|PATH', help=f'a shipped generator ({", ".join(SHIPPED)}), '
                    'a stage result (runs/<profile>/<stage>/final.pth) or an official checkpoint (default: ranksrgan)')
     s.add_argument('--scale', type=int, default=4, choices=(2, 3, 4), help="the generator's scale (default: 4)")
-    s.add_argument('--device', default='auto', help="'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda', ... (default: auto)")
-    s.add_argument('--tile', type=int, default=256, metavar='N', help='LR tile size; 0: whole images at once (default: 256)')
+    s.add_argument('--device', default='auto', help="'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda', ... "
+                   '(default: auto); a device this machine lacks is an error')
+    s.add_argument('--tile', type=int, default=256, metavar='N', help='LR tile size, at least the margin the generator '
+                   'needs (38 for the full-width SRResNet); 0: whole images at once (default: 256)')
+    e = s.add_mutually_exclusive_group()
+    e.add_argument('--overwrite', action='store_true', help='replace results already in OUT_DIR (by default, results '
+                   'already there stop the command, before any work, with an error that lists them)')
+    e.add_argument('--skip-existing', action='store_true', help='keep results already in OUT_DIR and do only the other '
+                   'images (to finish a run that was stopped)')
     m = sub.add_parser('metrics', help='PSNR-Y, SSIM-Y and NIQE of SR images, per image and mean',
                        description='Every registered metric, per image and as a mean, as a markdown table on stdout.')
     m.add_argument('--sr', required=True, metavar='DIR', help='folder (or file) of SR images')
     m.add_argument('--hr', metavar='DIR', help='folder of HR images with the same names (without it: NIQE only)')
-    m.add_argument('--crop', type=int, default=4, help='pixels shaved from each border (default: 4, the scale)')
+    m.add_argument('--crop', type=int, default=4, help='pixels shaved from each border, 0 or more '
+                   '(default: 4, the scale)')
     m.add_argument('--metric', action='append', metavar='NAME', help=f'only these registered metrics (repeatable): {", ".join(METRICS)}')
     m.add_argument('--csv', metavar='FILE', help='also write the table as CSV')
     sub.add_parser('reproduce', add_help=False, help='run the pipeline notebooks (python -m ranksrgan_nb.reproduce; '

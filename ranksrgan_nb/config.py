@@ -15,7 +15,7 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['CHOICES', 'PROFILES', 'STAGES', 'MULTI_PREFIX', 'SEED_TAG', 'Profile', 'seed_stage', 'split_seed', 'stage_label',
-           'get_profile', 'project_root', 'resolve_dirs']
+           'check_device', 'get_profile', 'project_root', 'resolve_dirs']
 
 # %% ../nbs/00a_config.ipynb #ecd15857
 @dataclass(frozen=True)
@@ -227,12 +227,31 @@ def _unknown(setting: str, value, known) -> ValueError:
     near = difflib.get_close_matches(str(value), [str(k) for k in known], 1)
     return ValueError(f'{setting}={value!r} is unknown' + (f' (did you mean {near[0]!r}?)' if near else '') + f'; known: {sorted(known)}')
 
+def check_device(device: str,   # a torch device string: 'cpu', 'cuda', 'cuda:1', 'mps', ...
+                 ) -> str:
+    "`device` if it is a torch device that this machine has; else a ValueError that says why and how to check."
+    import torch
+    try: d = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"device={device!r} is not a torch device: use 'auto', 'cpu', 'cuda', 'cuda:1' "
+                         "or 'mps'") from None
+    why, check = '', ''
+    if d.type == 'cuda':
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not n: why = ('this PyTorch is built without CUDA' if torch.version.cuda is None
+                         else 'PyTorch sees no CUDA GPU (the driver? CUDA_VISIBLE_DEVICES?)')
+        elif d.index is not None and d.index >= n: why = f'it has {n} CUDA GPU(s), cuda:0 to cuda:{n - 1}'
+        check = 'python -c "import torch; print(torch.cuda.is_available(), torch.cuda.device_count())"'
+    elif d.type == 'mps' and not (getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available()):
+        why = "Apple's MPS is not available"
+        check = 'python -c "import torch; print(torch.backends.mps.is_available())"'
+    if why: raise ValueError(f"device={device!r} is not available on this machine: {why} (torch {torch.__version__}). "
+                             f"Use 'auto' (CUDA, then MPS, then the CPU) or 'cpu'; check with: {check}")
+    return device
+
 def _check_names(p: Profile) -> Profile:
     "Check the settings that name things: device, label metric, rank levels, data sets or folders, VGG19 weights."
-    if p.device != 'auto':
-        import torch
-        try: torch.device(p.device)
-        except (RuntimeError, ValueError): raise ValueError(f"device={p.device!r} is not a torch device: use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'") from None
+    if p.device != 'auto': check_device(p.device)
     if p.label_metric not in _LABELS:
         from ranksrgan_nb.metrics import METRICS
         if p.label_metric not in METRICS: raise _unknown('label_metric', p.label_metric, [*METRICS, 'level'])
@@ -242,6 +261,9 @@ def _check_names(p: Profile) -> Profile:
     if p.vgg_weights not in ('auto', 'imagenet', 'random') and not Path(p.vgg_weights).expanduser().is_file():
         raise ValueError(f"vgg_weights={p.vgg_weights!r} is not 'auto', 'imagenet', 'random' or an existing file")
     for k in ('train_data', 'test_data', 'val_data'):
+        if not getattr(p, k).replace(',', '').strip():
+            raise ValueError(f"{k}={getattr(p, k)!r} names no images: use 'sample' (the bundled photographs), "
+                             "a folder, or dataset names separated by commas")
         for part in (s.strip() for s in getattr(p, k).split(',') if s.strip()):
             if part == 'sample' or Path(part).expanduser().is_dir(): continue
             from ranksrgan_nb.data import DATASET_ALIASES, DATASETS

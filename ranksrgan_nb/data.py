@@ -9,10 +9,13 @@ import contextlib
 import csv
 import errno
 import functools
+import hashlib
+import json
 import math
 import os
 import re
 import shutil
+import stat
 import warnings
 from dataclasses import dataclass
 from importlib import resources
@@ -20,21 +23,34 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 # %% auto #0
 __all__ = ['ROUNDING_SLACK', 'IMAGE_EXTS', 'MAX_IMAGE_PIXELS', 'STRIPE_PIXELS', 'SAMPLE_IMAGES', 'SAMPLE_SCENES', 'DATA_ENV',
-           'DEFAULT_DATA_ROOT', 'DATASETS', 'DATASETS_MANIFEST', 'RAW_URL', 'DATASET_ALIASES', 'to_rgb',
+           'DEFAULT_DATA_ROOT', 'DATASETS', 'DATASETS_MANIFEST', 'RAW_URL', 'STAMP', 'DATASET_ALIASES', 'to_rgb',
            'ImageReadError', 'read_image', 'atomic_path', 'write_image', 'img2tensor', 'tensor2img', 'cubic',
            'resize_taps', 'resize_matrix', 'resize_band', 'stripe_rows', 'resize_stripes', 'imresize', 'rgb2ycbcr',
            'rgb_to_y', 'modcrop', 'crop_border', 'bicubic_degrade', 'bicubic_upsample', 'sample_images', 'scene_of',
            'list_images', 'load_images', 'augment', 'PairedPatchDataset', 'TestImageDataset', 'DownloadError',
-           'download', 'data_root', 'DatasetSpec', 'read_manifest', 'source_url', 'fetch_files', 'get_dataset',
-           'ImageSet', 'resolve_images', 'profile_images', 'test_sets', 'file_stamp', 'stamped_folder',
-           'stale_temporaries']
+           'download', 'data_root', 'DatasetSpec', 'read_manifest', 'source_url', 'ChecksumError', 'verify_files',
+           'fetch_files', 'get_dataset', 'ImageSet', 'resolve_images', 'profile_images', 'test_sets', 'file_stamp',
+           'stamped_folder', 'stale_temporaries']
 
 # %% ../nbs/00b_data.ipynb #f4962f73
 ROUNDING_SLACK = 0.5 / 255   # floats this far outside [0, 1] still round to 0 or 255
+
+def _check_unit(lo: float, hi: float,          # the smallest and the largest float pixel
+                name: str = 'image',           # the array, tensor or file, for errors
+                clip: str = 'np.clip(x, 0, 1)',  # how to clip this kind of image, for errors
+                ) -> None:
+    "Raise a ValueError unless float pixels from `lo` to `hi` are finite and in [0, 1] (up to ROUNDING_SLACK)."
+    if not (math.isfinite(lo) and math.isfinite(hi)): raise ValueError(f'{name}: has NaN or infinite pixels')
+    if hi > 2:
+        raise ValueError(f'{name}: float pixels must be in [0, 1], but the largest is {hi:g}; if it holds 0..255, '
+                         'divide it by 255 first (a file: save it with integer pixels)')
+    if hi > 1 + ROUNDING_SLACK or lo < -ROUNDING_SLACK:
+        raise ValueError(f'{name}: float pixels must be in [0, 1], but they range over {lo:g}..{hi:g}; '
+                         f'clip it with {clip} first if that is overshoot')
 
 def _to_uint8(a: np.ndarray, name: str = 'image') -> np.ndarray:  # name: the array or file, for errors
     "uint8 pixels from an array: integers 0..255 as 8-bit, uint16 (or integers above 255) as 16-bit, floats in [0, 1]."
@@ -47,12 +63,7 @@ def _to_uint8(a: np.ndarray, name: str = 'image') -> np.ndarray:  # name: the ar
         if a.dtype != np.uint16 and hi <= 255: return a.astype(np.uint8)
         return np.clip(np.round(a.astype(np.float64) * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
     if not np.issubdtype(a.dtype, np.floating): raise TypeError(f'{name}: expected integer or float pixels, got {a.dtype}')
-    if not (np.isfinite(lo) and np.isfinite(hi)): raise ValueError(f'{name}: has NaN or infinite pixels')
-    if hi > 1 + ROUNDING_SLACK:
-        raise ValueError(f'{name}: float pixels must be in [0, 1], but the largest is {hi:g}; if it holds 0..255, '
-                         'divide it by 255 first (a file: save it with integer pixels)')
-    if lo < -ROUNDING_SLACK:
-        raise ValueError(f'{name}: float pixels must be in [0, 1], but the smallest is {lo:g}; clip it with np.clip(x, 0, 1) first')
+    _check_unit(float(lo), float(hi), name)
     return np.clip(np.round(a * 255.0), 0, 255).astype(np.uint8)
 
 # %% ../nbs/00b_data.ipynb #5ab565f9
@@ -84,12 +95,18 @@ def _pixel_limit(max_pixels: int | None):
         if lift: Image.MAX_IMAGE_PIXELS = old
 
 # %% ../nbs/00b_data.ipynb #02c125eb
+def _orientation(im: Image.Image) -> int:
+    "The EXIF Orientation of `im`: 1 (as stored) where there is none, or where the EXIF block cannot be read."
+    try: return int(im.getexif().get(0x0112, 1))
+    except Exception: return 1   # a damaged EXIF block: the pixels themselves are still good
+
 def _read_pil(path: Path, max_pixels: int | None) -> np.ndarray:
-    "The pixels of `path` as Pillow decodes them (palette, CMYK, 1-bit converted; 16-bit kept)."
+    "The pixels of `path` as Pillow decodes them (EXIF orientation applied; palette, CMYK, 1-bit converted)."
     with _pixel_limit(max_pixels), Image.open(path) as im:
         if max_pixels is not None and im.width * im.height > max_pixels:
             raise Image.DecompressionBombError(f'Image size ({im.width * im.height} pixels) exceeds limit of {max_pixels} pixels')
         im.load()  # forces decoding: truncated files fail here, not later
+        if _orientation(im) in range(2, 9): im = ImageOps.exif_transpose(im)  # turned as a viewer shows it
         if im.mode == 'P' or im.mode == 'PA': im = im.convert('RGBA')
         elif im.mode in ('CMYK', 'YCbCr', 'LAB', 'HSV'): im = im.convert('RGB')
         elif im.mode == '1': im = im.convert('L')
@@ -131,14 +148,32 @@ def _write_error(path: Path, e: BaseException) -> OSError:
                        f'free some space or write elsewhere; {path.name} and the other files there are as they were')
     return OSError(getattr(e, 'errno', None) or errno.EIO, f'could not write {path}: {type(e).__name__}: {e}')
 
+def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
+    "Give the complete file `tmp` the name `path`: over a file of that name, or (overwrite=False) only if none."
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        try: os.link(tmp, path)        # atomic, and refused when the name exists: of two writers, exactly one wins
+        except FileExistsError: raise
+        except OSError:                # no hard links here (FAT, some network shares): claim the name, then fill it
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+            os.replace(tmp, path)
+    except FileExistsError:
+        raise FileExistsError(f'{path} already exists (written meanwhile by another process?), so it was left '
+                              'as it is') from None
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike):  # the destination file
-    "Yield a temporary path beside `path`; it replaces `path` if the block succeeds and is removed if it fails."
+def atomic_path(path: str | os.PathLike,  # the destination file
+                overwrite: bool = True,   # False: a FileExistsError, and `path` untouched, if it exists by then
+                ):
+    "Yield a temporary path beside `path`; it becomes `path` if the block succeeds and is removed if it fails."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_of(path)
     try:
         yield tmp
-        os.replace(tmp, path)
+        _publish(tmp, path, overwrite)
+    except FileExistsError: raise
     except (OSError, RuntimeError) as e:
         err = _write_error(path, e)
         tmp.unlink(missing_ok=True)
@@ -148,31 +183,43 @@ def atomic_path(path: str | os.PathLike):  # the destination file
 # %% ../nbs/00b_data.ipynb #445cfc85
 def write_image(path: str | os.PathLike,  # destination; the extension chooses the format (PNG recommended)
                 img,                      # uint8 HxWx3 array, or float (3,H,W)/(1,3,H,W) tensor in [0,1]
+                overwrite: bool = True,   # False: FileExistsError if `path` exists when the file is complete
                 ) -> Path:
-    "Write an RGB image atomically (WebP lossless, JPEG quality 95), creating parent folders; tensors are clamped and rounded."
+    "Write an RGB image atomically (WebP lossless, JPEG quality 95), creating parent folders; floats are rounded."
     path = Path(path)
-    if isinstance(img, torch.Tensor): img = tensor2img(img)
+    if isinstance(img, torch.Tensor): img = tensor2img(img, f'the image for {path}')
     img = to_rgb(_to_uint8(np.asarray(img), f'the image for {path}'))
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None: raise ValueError(f'{path}: unknown image extension {path.suffix!r}; use one of {IMAGE_EXTS}')
     opts = {'.webp': {'lossless': True}, '.jpg': {'quality': 95}, '.jpeg': {'quality': 95}}.get(path.suffix.lower(), {})
-    with atomic_path(path) as tmp: Image.fromarray(img).save(tmp, format=fmt, **opts)
+    with atomic_path(path, overwrite) as tmp: Image.fromarray(img).save(tmp, format=fmt, **opts)
     return path
 
 # %% ../nbs/00b_data.ipynb #449e9b8d
-def img2tensor(img: np.ndarray) -> torch.Tensor:  # uint8 HxWx3 (or float in [0,1])
-    "uint8 HxWx3 array -> float32 (3,H,W) tensor in [0, 1]."
+def img2tensor(img: np.ndarray,       # HxWx3: integers (0..255: 8-bit; uint16: 16-bit) or floats in [0, 1]
+               name: str = 'image',   # for errors
+               ) -> torch.Tensor:
+    "An HxWx3 array -> float32 (3,H,W) tensor in [0, 1], by the rule of `_to_uint8` (floats keep their precision)."
     a = np.asarray(img)
-    t = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
-    return t.float().div_(255.0) if a.dtype == np.uint8 else t.float()
+    if np.issubdtype(a.dtype, np.floating):
+        if a.size: _check_unit(float(a.min()), float(a.max()), name)
+        return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).float().clamp(0, 1)
+    a = _to_uint8(a, name)
+    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).float().div_(255.0)
 
-def tensor2img(t: torch.Tensor) -> np.ndarray:  # float (3,H,W) or (1,3,H,W)
-    "float tensor in [0, 1] -> uint8 HxWx3, clamped and rounded."
+def tensor2img(t: torch.Tensor,       # float (3,H,W) or (1,3,H,W) in [0, 1]
+               name: str = 'tensor',  # for errors
+               ) -> np.ndarray:
+    "A tensor in [0, 1] -> uint8 HxWx3, rounded; NaN, Inf or values outside [0, 1] are refused, as for arrays."
     t = t.detach()
     if t.ndim == 4:
         if t.shape[0] != 1: raise ValueError(f'tensor2img takes one image, got a batch of {t.shape[0]}')
         t = t[0]
-    return t.float().clamp(0, 1).mul(255.0).round().byte().permute(1, 2, 0).cpu().numpy()
+    if not t.is_floating_point():                                           # integers: as arrays
+        return np.ascontiguousarray(_to_uint8(t.cpu().numpy().transpose(1, 2, 0), name))
+    t = t.float()
+    if t.numel(): _check_unit(*(float(v) for v in torch.aminmax(t)), name, clip='.clamp(0, 1)')
+    return t.clamp(0, 1).mul(255.0).round().byte().permute(1, 2, 0).cpu().numpy()
 
 # %% ../nbs/00b_data.ipynb #ce7ee922
 def cubic(x: np.ndarray) -> np.ndarray:
@@ -549,6 +596,63 @@ def _missing_note(missing: list[dict], root: Path) -> str:
     return (f'{len(missing)} file(s) missing in {folders} ({names}). Put them there by hand: they come from '
             f'{_sources(missing)} (the SHA-256 of each is in {_manifest_path()})')
 
+# %% ../nbs/00b_data.ipynb #8e0b41bc
+STAMP = '.sha256_verified.json'   # in each dataset folder: {file: [bytes, mtime_ns, sha256]} of the files found good
+
+class ChecksumError(DownloadError):
+    "A dataset file on disk does not match the SHA-256 of the manifest."
+
+def _sha256(path: Path) -> str:
+    "The SHA-256 of a file, read in blocks of 1 MiB."
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''): h.update(block)
+    return h.hexdigest()
+
+def _read_stamp(folder: Path) -> dict:
+    "The stamp of `folder`: {file: [bytes, mtime_ns, sha256]} of the files found good."
+    try: return json.loads((folder / STAMP).read_text())
+    except (OSError, ValueError): return {}     # none yet, or damaged: every file is hashed again
+
+def _writable(folder: Path) -> bool:
+    "Whether a stamp may go in `folder`: not where it has no write permission (also for root, who could write anyway)."
+    return os.access(folder, os.W_OK) and bool(folder.stat().st_mode & stat.S_IWUSR)
+
+# %% ../nbs/00b_data.ipynb #e52b93ca
+def verify_files(rows: list[dict],           # manifest rows (read_manifest)
+                 root: str | os.PathLike,    # the data root; file f of folder d is root/d/f
+                 ) -> list[tuple[dict, str]]:
+    "(row, actual SHA-256) of each file of `rows` present under `root` whose bytes do not match the manifest."
+    root, bad, folders = Path(root).expanduser(), [], {}
+    for r in rows: folders.setdefault(r['folder'], []).append(r)
+    for folder, rs in folders.items():
+        d = root / folder
+        old = _read_stamp(d)
+        new = dict(old)
+        for r in rs:
+            f = d / r['file']
+            if not f.is_file():
+                new.pop(r['file'], None)
+                continue
+            st = f.stat()
+            key = [st.st_size, st.st_mtime_ns, r['sha256']]   # taken before reading: a write meanwhile changes it
+            if old.get(r['file']) == key: continue              # unchanged since it was found good
+            actual = _sha256(f)
+            if actual == r['sha256']: new[r['file']] = key
+            else:
+                new.pop(r['file'], None)
+                bad.append((r, actual))
+        if new != old and d.is_dir() and _writable(d):
+            with contextlib.suppress(OSError), atomic_path(d / STAMP) as tmp: tmp.write_text(json.dumps(new))
+    return bad
+
+def _mismatch_note(bad: list[tuple[dict, str]], root: Path) -> str:
+    "The first file that does not match its SHA-256, expected and actual, and how many more."
+    r, actual = bad[0]
+    more = f' (and {len(bad) - 1} more: {", ".join(b[0]["file"] for b in bad[1:6])})' if len(bad) > 1 else ''
+    return (f'{root / r["folder"] / r["file"]} does not match its SHA-256 in {_manifest_path()}: '
+            f'expected {r["sha256"]}, got {actual} (a damaged, cut-short or different copy){more}')
+
 # %% ../nbs/00b_data.ipynb #2857c428
 def _fetch_one(r: dict, root: Path, missing: list[dict]) -> None:
     "Download the file of manifest row `r` into root/<folder>, checked; an error names `missing` (r and the rest)."
@@ -565,18 +669,28 @@ def _fetch_one(r: dict, root: Path, missing: list[dict]) -> None:
 
 def fetch_files(rows: list[dict],            # manifest rows (read_manifest)
                 root: str | os.PathLike,     # the data root; file f of folder d goes to root/d/f
-                progress: bool = True,       # one progress bar over the missing files
+                progress: bool = True,       # one progress bar over the files to download
                 ) -> list[Path]:
-    "Download the files of `rows` missing under `root` from their pinned URLs, each checked by its SHA-256; all paths."
+    "Verify the files of `rows` under `root` (verify_files) and download the missing or wrong ones, checked; all paths."
     import pooch
     from tqdm.auto import tqdm
     root = Path(root).expanduser()
-    missing = [r for r in rows if not (root / r['folder'] / r['file']).is_file()]
+    bad = verify_files(rows, root)
+    missing = [r for r in rows if not (root / r['folder'] / r['file']).is_file()] + [r for r, _ in bad]
     log = pooch.get_logger(); level = log.level; log.setLevel('WARNING')   # one progress bar, not a line per file
     try:
         for k, r in enumerate(tqdm(missing, desc=f'downloading to {root}', unit='file', disable=not progress or not missing)):
-            _fetch_one(r, root, missing[k:])
+            try: _fetch_one(r, root, missing[k:])   # a wrong file is replaced only by a download that matches
+            except DownloadError as e:
+                left = [b for b in bad if b[0] in missing[k:]]
+                if not left: raise
+                raise ChecksumError(f'{_mismatch_note(left, root)}, and it could not be downloaded again: {e}. '
+                                    'Delete it and run again to download it, or replace it with a good copy') from e
     finally: log.setLevel(level)
+    for r, actual in bad:
+        warnings.warn(f'{root / r["folder"] / r["file"]} did not match its SHA-256 (expected {r["sha256"]}, '
+                      f'got {actual}): downloaded it again from {source_url(r)}')
+    if missing: verify_files(missing, root)          # stamps the new files, so that the next use need not read them
     return [root / r['folder'] / r['file'] for r in rows]
 
 # %% ../nbs/00b_data.ipynb #6a2087de
@@ -585,15 +699,20 @@ def get_dataset(name: str,                                    # a key of DATASET
                 download_missing: bool = True,                # False: only use a prepared folder
                 progress: bool = True,                        # progress bars of downloads
                 ) -> Path:
-    "The folder of HR images of dataset `name`, downloading what is missing (checked) if needed."
+    "The folder of HR images of dataset `name`, its files verified, downloading what is missing or wrong if allowed."
     if name not in DATASETS: raise ValueError(f'unknown dataset {name!r}; known: {sorted(DATASETS)}')
     spec, root = DATASETS[name], data_root(root)
     hr = root / spec.hr_dir
     if spec.per_file and download_missing:
         try: fetch_files(read_manifest(spec.hr_dir), root, progress)
-        except DownloadError as e: raise DownloadError(f'{name}: {e}') from e
+        except DownloadError as e: raise type(e)(f'{name}: {e}') from e   # a ChecksumError stays one
         return hr
-    if hr.is_dir() and any(p.suffix.lower() in IMAGE_EXTS for p in hr.iterdir()): return hr
+    if hr.is_dir() and any(p.suffix.lower() in IMAGE_EXTS for p in hr.iterdir()):
+        bad = verify_files(read_manifest(spec.hr_dir), root) if spec.per_file else []
+        if bad: raise ChecksumError(f'{name}: {_mismatch_note(bad, root)}. Delete it and let get_dataset download '
+                                    'it (download_missing=True), or replace it with a good copy from '
+                                    f'{source_url(bad[0][0])}')
+        return hr
     how = f'put the HR images of {name} in {hr}' + (f' ({spec.note})' if spec.note else '')
     if spec.per_file: raise FileNotFoundError(f'{name} is not prepared: {how}; or let get_dataset download it (download_missing=True).')
     if not download_missing or spec.url is None: raise FileNotFoundError(f'{name} is not prepared: {how}.')
@@ -607,7 +726,8 @@ def get_dataset(name: str,                                    # a key of DATASET
 _EDSR = 'https://cv.snu.ac.kr/research/EDSR/'
 _BENCH = ('sha256:80c21c333bbf6ceb5308b7243761f8284478274413a97b96f1d63e9045fd93e8')
 _PIRM = 'download the PIRM 2018 set from the links at https://pirm.github.io and unpack it under root'
-_OR_EDSR = f'or unpack the EDSR benchmark.tar ({_EDSR}benchmark.tar) under root'
+_OR_EDSR = (f'byte for byte those of the manifest; to use another copy as it is, such as the EDSR benchmark.tar '
+            f'({_EDSR}benchmark.tar), give its folder instead of the name')
 DATASETS.update({
     'DIV2K': DatasetSpec('https://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_train_HR.zip',
                          'sha256:9d0b9c463f6e35b6c62cc6a930ee2224f670b34c1df841a57670f9acf0f6c335', 'DIV2K_train_HR'),
@@ -690,7 +810,18 @@ def stamped_folder(folder: str | os.PathLike, source: str) -> Path:
     return folder
 
 # %% ../nbs/00b_data.ipynb #72888192
-def stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+def _pid_alive(pid: int) -> bool:
+    "Whether process `pid` runs on this machine (True where that cannot be told: another user's process, not POSIX)."
+    if os.name != 'posix': return True
+    try: os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError): return False
+    except OSError: pass
+    return True
+
+def stale_temporaries(folder: str | os.PathLike,  # where to look
+                      dead_only: bool = False,    # only those of ended processes (without a lock: others may run)
+                      ) -> list[Path]:
     "Temporary files in `folder` left by writers other than this process (killed ones, or ones still running)."
     pat = re.compile(r'^\..+\.tmp(\d+)$')
-    return sorted(p for p in Path(folder).glob('.*.tmp*') if (m := pat.match(p.name)) and int(m[1]) != os.getpid())
+    return sorted(p for p in Path(folder).glob('.*.tmp*') if (m := pat.match(p.name)) and int(m[1]) != os.getpid()
+                  and not (dead_only and _pid_alive(int(m[1]))))

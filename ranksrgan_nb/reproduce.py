@@ -117,10 +117,33 @@ class StageResult:
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
+def _write_record(record_path: Path, record: dict) -> None:
+    "Write the record through a temporary file renamed over it (as data.atomic_path, without importing torch)."
+    tmp = record_path.with_name(f'.{record_path.name}.tmp{os.getpid()}')
+    try:
+        tmp.write_text(json.dumps(record, indent=1))
+        os.replace(tmp, record_path)                # a kill while writing leaves the old record whole
+    finally: tmp.unlink(missing_ok=True)
+
+def _read_record(record_path: Path,
+                 fresh: bool = False,               # True (--rerun, --retrain): a damaged record is replaced
+                 ) -> dict:
+    "The record of a run ({} if there is none); a damaged one is a ValueError that names it and says what to do."
+    if not record_path.exists(): return {}
+    try:
+        record = json.loads(record_path.read_text())
+        if isinstance(record, dict): return record
+        raise ValueError(f'it holds a JSON {type(record).__name__}, not an object')
+    except ValueError as e:                         # also a UnicodeDecodeError
+        if fresh: return {}
+        raise ValueError(f'{record_path} is damaged ({e}); it only records which notebooks finished: delete it, or '
+                         'run with --rerun (either way the notebooks run again, and the trained stages are reused)'
+                         ) from None
+
 def _note(record_path: Path, record: dict, name: str, entry: dict) -> None:
     "Set the record of notebook `name` and write the record file."
     record[name] = entry
-    record_path.write_text(json.dumps(record, indent=1))
+    _write_record(record_path, record)
 
 # %% ../nbs/08_reproduce.ipynb #6268c114
 def _run_stage(label: str, name: str, nb: Path, target: Path, params: dict, record: dict, record_path: Path,
@@ -176,11 +199,11 @@ def reproduce(profile: str = 'smoke',                  # 'smoke', 'cpu' or 'pape
     run_dir, fig_dir, results_dir = resolve_dirs(cfg, dirs['run_dir'], dirs['fig_dir'], dirs['results_dir'])
     log(f'{profile}: run folder {run_dir}, figures in {fig_dir}, tables in {results_dir}')
     record_path = run_dir / 'reproduce.json'
-    record = json.loads(record_path.read_text()) if record_path.exists() else {}
+    record = _read_record(record_path, fresh=rerun or retrain is not None)
     if retrain is not None:
         for m in retire(run_dir, retrain): log(f'retrain: moved {m.name} to {m.parent}')
         record, rerun = {}, True                                  # every notebook's outputs are stale now
-        record_path.write_text(json.dumps(record, indent=1))
+        _write_record(record_path, record)
     params = {'profile': profile, 'run_dir': str(run_dir), 'fig_dir': str(fig_dir), 'results_dir': str(results_dir), **extra}
     results, t_all = [], time.perf_counter()
     for k, name in enumerate(todo, 1):

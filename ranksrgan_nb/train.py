@@ -25,25 +25,25 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .config import Profile
+from .config import Profile, check_device
 from .data import (PairedPatchDataset, TestImageDataset, atomic_path, img2tensor, profile_images,
                                stale_temporaries, tensor2img, test_sets)
 from .metrics import get_metric, niqe_min_size
 from .models import Discriminator, SRResNet, UnreadableCheckpoint, VGGFeatures, load_official, load_pth
 
 # %% auto #0
-__all__ = ['ARCH_KEYS', 'pick_device', 'seed_everything', 'rng_state', 'set_rng_state', 'autocast', 'batches', 'TrainState',
-           'save_atomic', 'checkpoints', 'load_checkpoint', 'resume_checkpoint', 'latest_checkpoint', 'CsvLog',
-           'read_log', 'TrainingDiverged', 'FolderLocked', 'folder_lock', 'fit', 'build_generator',
-           'build_discriminator', 'build_vgg', 'receptive_radius', 'tiles', 'tiled_forward', 'super_resolve',
-           'evaluate_generator', 'make_sr_step', 'multistep', 'stage_meta', 'final_path', 'save_final', 'load_final',
-           'ensure_stage', 'train_set', 'test_set', 'validation_set', 'prepare_model', 'stage_loader', 'train_srresnet',
-           'ensure_srresnet', 'load_generator']
+__all__ = ['STOP_SIGNALS', 'ARCH_KEYS', 'pick_device', 'seed_everything', 'rng_state', 'set_rng_state', 'autocast', 'batches',
+           'TrainState', 'save_atomic', 'checkpoints', 'load_checkpoint', 'resume_checkpoint', 'latest_checkpoint',
+           'CsvLog', 'read_log', 'TrainingDiverged', 'FolderLocked', 'folder_lock', 'fit', 'build_generator',
+           'build_discriminator', 'build_vgg', 'receptive_radius', 'tiles', 'tiled_forward', 'NonFiniteOutput',
+           'check_tile', 'super_resolve', 'evaluate_generator', 'make_sr_step', 'multistep', 'stage_meta', 'final_path',
+           'save_final', 'load_final', 'ensure_stage', 'train_set', 'test_set', 'validation_set', 'prepare_model',
+           'stage_loader', 'train_srresnet', 'ensure_srresnet', 'load_generator']
 
 # %% ../nbs/03_train_sr.ipynb #e4656492
 def pick_device(device: str = 'auto') -> torch.device:  # 'auto', or any torch device string
-    "CUDA if available, then MPS, then CPU; or the device named."
-    if device != 'auto': return torch.device(device)
+    "CUDA if available, then MPS, then CPU; or the device named, if this machine has it (config.check_device)."
+    if str(device) != 'auto': return torch.device(check_device(str(device)))
     if torch.cuda.is_available(): return torch.device('cuda')
     if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
     return torch.device('cpu')
@@ -159,13 +159,20 @@ def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
 
 # %% ../nbs/03_train_sr.ipynb #76167467
 class CsvLog:
-    "Append rows to a CSV file; on resume, drop the rows past the resumed iteration."
+    "Append rows to a CSV file; on resume, drop the rows past the resumed iteration (the file rewritten atomically)."
     def __init__(self, path: str | os.PathLike, resume_from: int = 0):
         self.path, self.fields = Path(path), None
         if self.path.exists():
             keep = [r for r in self._rows() if int(float(r['iter'])) <= resume_from] if resume_from else []
-            self.path.unlink()
-            for r in keep: self.write(r)
+            if keep: self._rewrite(keep, list(keep[0]))
+            else: self.path.unlink()                                      # nothing to keep: a new log
+    def _rewrite(self, rows: list[dict], fields: list[str]) -> None:
+        "Replace the file by `rows` under the header `fields` via a temporary file: a kill leaves the old or the new."
+        with atomic_path(self.path) as tmp, tmp.open('w', newline='') as f:
+            w = csv.DictWriter(f, fieldnames=fields, restval='')
+            w.writeheader()
+            w.writerows(rows)
+        self.fields = fields
     def _rows(self) -> list[dict]:
         with self.path.open(newline='') as f: rows = list(csv.DictReader(f))
         for i, r in enumerate(rows, 2):                                   # line 1 is the header
@@ -179,8 +186,7 @@ class CsvLog:
         if new: self.fields = list(row)
         extra = [k for k in row if k not in self.fields]
         if extra:   # a new column: rewrite the file with it
-            rows = self._rows(); self.fields += extra; self.path.unlink()
-            for r in rows: self._append(r, header=not self.path.exists())
+            self._rewrite(self._rows(), self.fields + extra)
             new = False
         self._append(row, header=new or not self.path.exists())
     def _append(self, row, header):
@@ -215,16 +221,19 @@ def _check_finite(losses: dict, t: int, desc: str, last: Path | None) -> None:
                                    f'last good checkpoint: {last or "none (diverged before the first)"}')
 
 # %% ../nbs/03_train_sr.ipynb #33678e90
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)   # Ctrl-C; and what a batch scheduler or `kill` sends to stop a job
+
 @contextlib.contextmanager
-def _deferred_sigint():
-    "Turn SIGINT into a flag checked between iterations (main thread only)."
-    flag = {'hit': False}
-    def handler(signum, frame): flag['hit'] = True
-    try: old = signal.signal(signal.SIGINT, handler)
-    except ValueError: old = None          # not the main thread: leave SIGINT alone
+def _deferred_signals():
+    "Turn SIGINT and SIGTERM into a flag (the signal's number) checked between iterations (main thread only)."
+    flag, old = {'hit': None}, {}
+    def handler(signum, frame): flag['hit'] = signum
+    try:
+        for s in STOP_SIGNALS: old[s] = signal.signal(s, handler)
+    except ValueError: pass                # not the main thread: leave the signals alone
     try: yield flag
     finally:
-        if old is not None: signal.signal(signal.SIGINT, old)
+        for s, h in old.items(): signal.signal(s, signal.SIG_DFL if h is None else h)
 
 # %% ../nbs/03_train_sr.ipynb #36373d39
 class FolderLocked(RuntimeError):
@@ -314,7 +323,7 @@ def fit(state: TrainState,                       # models/optimizers/schedulers 
         if start >= n_iters: return state
         t, saved_at, t0 = start, start, time.perf_counter()
         bar = tqdm(total=n_iters, initial=start, desc=desc, dynamic_ncols=True, mininterval=1.0)
-        with _deferred_sigint() as sigint:
+        with _deferred_signals() as stop:
             try:
                 for batch in data(start, n_iters):
                     losses = step(batch)
@@ -329,11 +338,14 @@ def fit(state: TrainState,                       # models/optimizers/schedulers 
                         vlog.write({'iter': t, **validate()})
                     if t % ckpt_every == 0 or t == n_iters: save(t); saved_at = t
                     for h in hooks: h(t, losses)
-                    if sigint['hit']: raise KeyboardInterrupt
+                    if stop['hit']: raise KeyboardInterrupt
             except KeyboardInterrupt:
                 if t > saved_at: save(t)
                 bar.close()
-                print(f'{desc}: interrupted at iteration {t}; saved {last}. Run again to resume.')
+                term = stop['hit'] == signal.SIGTERM
+                print(f'{desc}: {"stopped by SIGTERM" if term else "interrupted"} at iteration {t}; saved {last}. '
+                      'Run again to resume.', flush=True)
+                if term: raise SystemExit(128 + signal.SIGTERM) from None   # the exit status of a process it ended
                 raise
             finally: bar.close()
         return state
@@ -377,19 +389,39 @@ def tiled_forward(G: nn.Module, x: torch.Tensor,  # (1, 3, h, w) LR in [0, 1], o
         yield s, (t, l, b, r), y[..., (t - ct) * s:(b - ct) * s, (l - cl) * s:(r - cl) * s].float()
 
 # %% ../nbs/03_train_sr.ipynb #a867bd00
+class NonFiniteOutput(ValueError):
+    "A generator gave NaN or infinite pixels: its weights hold NaN or Inf, or its activations overflow."
+
+def check_tile(G: nn.Module, tile: int | None,  # LR tile size; None or 0: the whole image at once
+               overlap: int | None = None,       # LR context per tile side; None: receptive_radius(G)
+               setting: str = 'tile',            # its name in errors (the command line: --tile)
+               ) -> int | None:
+    "`tile` (None for 0) if it is at least the margin of context each tile needs; else a ValueError that says so."
+    if tile is None or tile == 0: return None
+    need = max(receptive_radius(G) if overlap is None else overlap, 1)
+    if tile < need:   # negative, or so small that each tile computes its margin many times over its own pixels
+        raise ValueError(f'{setting} {tile}: use 0 (the whole image at once) or a tile of at least {need} LR pixels, '
+                         'the margin of context this generator needs on each side of a tile')
+    return tile
+
 @torch.no_grad()
-def super_resolve(G: nn.Module, lr: np.ndarray, device: torch.device | str = 'cpu', amp: bool = False,
-                  tile: int | None = None,     # LR tile size, for bounded memory on large images; None: the whole image
+def super_resolve(G: nn.Module,
+                  lr: np.ndarray,              # HxWx3 LR image: uint8 (or integers 0..255, uint16), or floats in [0, 1]
+                  device: torch.device | str = 'cpu', amp: bool = False,
+                  tile: int | None = None,     # LR tile size, for bounded memory on large images; None, 0: whole image
                   overlap: int | None = None,  # LR context per tile side; None: G's receptive radius (tiles are seam-free)
                   progress: bool = False,      # a progress bar over the tiles
                   ) -> np.ndarray:
-    "Run generator `G` on one uint8 LR image, returning the uint8 SR image (built tile by tile when `tile` is given)."
-    x, out = img2tensor(lr)[None], None
+    "Run generator `G` on one LR image, returning the uint8 SR image (built tile by tile when `tile` is given)."
+    tile, x, out = check_tile(G, tile, overlap), img2tensor(lr, 'the LR image')[None], None
     was_training = G.training; G.eval()
     try:
         for s, (t, l, b, r), y in tiled_forward(G, x, tile or max(x.shape[-2:]), overlap, device, amp, progress):
+            if not torch.isfinite(y).all():
+                raise NonFiniteOutput(f'the generator gave NaN or infinite pixels (LR rows {t}..{b - 1}, columns '
+                                      f'{l}..{r - 1}): its weights hold NaN or Inf, or overflow; use other weights')
             if out is None: out = np.empty((x.shape[-2] * s, x.shape[-1] * s, 3), np.uint8)
-            out[t * s:b * s, l * s:r * s] = tensor2img(y)
+            out[t * s:b * s, l * s:r * s] = tensor2img(y.clamp(0, 1))   # overshoot clamped, as the official test does
     finally: G.train(was_training)
     return out
 

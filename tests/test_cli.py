@@ -154,7 +154,7 @@ def test_sr_command_files_and_folders(shipped, tmp_path, capsys):
     write_image(tmp_path / 'in' / 'b.jpg', rand_image(9, 13, 2))
     write_image(tmp_path / 'c.bmp', rand_image(11, 7, 3))
     code = cli.main(['sr', str(tmp_path / 'in'), str(tmp_path / 'c.bmp'), '-o', str(tmp_path / 'out'),
-                     '--weights', 'srgan', '--device', 'cpu', '--tile', '8'])
+                     '--weights', 'srgan', '--device', 'cpu', '--tile', '10'])
     assert code == 0 and f'wrote 3 image(s) to {tmp_path / "out"}' in capsys.readouterr().out
     G = cli.load_sr_model('srgan', device='cpu')
     for name, src in (('a', tmp_path / 'in' / 'a.png'), ('c', tmp_path / 'c.bmp')):
@@ -298,3 +298,133 @@ def test_readme_library_example_runs(tmp_path, monkeypatch):
     torch.save(SRResNet().state_dict(), 'RankSRGAN_NIQE.pth')              # the official file is a flat mmsr state dict
     exec(compile(code, 'README.md', 'exec'), {})
     assert read_image('photo_x4.png').shape == (200, 208, 3)
+
+
+# --- round two (issue 21): nothing overwritten or half-written without a word, bad weights and settings refused ---
+@pytest.fixture
+def tiny(tmp_path):
+    "An input image a.png and the weights tiny.pth of a small SRResNet (receptive radius 1 + 2 + 5 = 8)."
+    torch.manual_seed(0)
+    torch.save(SRResNet(nf=8, nb=1).state_dict(), tmp_path / 'tiny.pth')
+    write_image(tmp_path / 'in' / 'a.png', rand_image(12, 10, 5))
+    return tmp_path / 'in' / 'a.png', tmp_path / 'tiny.pth'
+
+
+def sr(img, weights, out, *extra):
+    return cli.main(['sr', str(img), '-o', str(out), '--weights', str(weights), '--device', 'cpu', *extra])
+
+
+def test_sr_never_overwrites_a_result_unless_asked(tiny, tmp_path, capsys):
+    img, w = tiny
+    assert sr(img, w, tmp_path / 'out') == 0
+    mine = rand_image(48, 40, 9)
+    write_image(tmp_path / 'out' / 'a.png', mine)                              # the user's own file of that name
+    capsys.readouterr()
+    assert sr(img, w, tmp_path / 'out') == 1                                   # the default: refused, before any work
+    err = capsys.readouterr().err
+    assert f'1 result(s) already in {tmp_path / "out"} (a.png); nothing was written' in err and '--overwrite' in err
+    assert np.array_equal(read_image(tmp_path / 'out' / 'a.png'), mine)
+    assert sr(img, w, tmp_path / 'out', '--skip-existing') == 0
+    assert 'kept 1 already there' in capsys.readouterr().out
+    assert np.array_equal(read_image(tmp_path / 'out' / 'a.png'), mine)
+    assert sr(img, w, tmp_path / 'out', '--overwrite') == 0
+    G = cli.load_sr_model(w, device='cpu')
+    assert np.array_equal(read_image(tmp_path / 'out' / 'a.png'), super_resolve(G, read_image(img)))
+    with pytest.raises(SystemExit):
+        sr(img, w, tmp_path / 'out', '--overwrite', '--skip-existing')       # one or the other
+    assert '--overwrite' in capsys.readouterr().err
+
+
+def test_two_runs_writing_one_result_do_not_both_succeed(tiny, tmp_path, capsys, monkeypatch):
+    img, w = tiny
+    other = rand_image(48, 40, 7)
+    real = cli.read_image
+    def racing(path):                                                          # another run writes out/a.png meanwhile,
+        write_image(tmp_path / 'out' / 'a.png', other)                         # after this one found the name free
+        return real(path)
+    monkeypatch.setattr(cli, 'read_image', racing)
+    assert sr(img, w, tmp_path / 'out') == 1
+    err = capsys.readouterr().err
+    assert f'{tmp_path / "out" / "a.png"} already exists' in err and 'left as it is' in err
+    assert np.array_equal(read_image(tmp_path / 'out' / 'a.png'), other)       # the other run's result is intact
+    assert [p.name for p in (tmp_path / 'out').iterdir()] == ['a.png']          # and no temporary file is left
+
+
+def test_sr_removes_the_temporary_file_of_a_run_killed_while_writing(tiny, tmp_path):
+    img, w = tiny
+    p = subprocess.Popen([sys.executable, '-c', f'''
+import sys, time
+from PIL import Image
+real = Image.Image.save
+def stalls(self, fp, *a, **k):
+    real(self, fp, *a, **k)
+    print('writing', flush=True)
+    time.sleep(60)
+Image.Image.save = stalls
+from ranksrgan_nb import cli
+cli.main(['sr', {str(img)!r}, '-o', {str(tmp_path / 'out')!r}, '--weights', {str(w)!r}, '--device', 'cpu'])'''],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert p.stdout.readline().strip() == 'writing'
+        p.kill()                                                               # kill -9 during the PNG write
+        p.wait(10)
+    finally:
+        p.kill()
+        p.stdout.close()
+    assert [f.name for f in (tmp_path / 'out').iterdir()] == [f'.a.png.tmp{p.pid}']
+    live = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
+    try:
+        (tmp_path / 'out' / f'.b.png.tmp{live.pid}').write_bytes(b'another run, still writing')
+        assert sr(img, w, tmp_path / 'out') == 0
+        assert sorted(f.name for f in (tmp_path / 'out').iterdir()) == [f'.b.png.tmp{live.pid}', 'a.png']   # kept
+    finally:
+        live.kill()
+        live.wait()
+
+
+@pytest.mark.parametrize('tile,ok', [('-5', False), ('1', False), ('7', False), ('0', True), ('8', True),
+                                     ('256', True)])
+def test_tile_is_zero_or_at_least_the_margin(tiny, tmp_path, capsys, tile, ok):
+    img, w = tiny
+    assert sr(img, w, tmp_path / 'out', '--tile', tile) == (0 if ok else 1)
+    if not ok:
+        err = capsys.readouterr().err
+        assert f'ranksrgan sr: error: --tile {tile}: use 0 (the whole image at once) or a tile of at least 8 LR' in err
+        assert not (tmp_path / 'out' / 'a.png').exists()
+    G = cli.load_sr_model(w, device='cpu')
+    with pytest.raises(ValueError, match='tile 1: use 0'):
+        super_resolve(G, rand_image(64, 64), tile=1)                            # not 4,096 tiles
+
+
+@pytest.mark.parametrize('kind', ['nan weight', 'inf bias', 'overflow'])
+def test_sr_refuses_weights_whose_output_is_not_finite_naming_them(tmp_path, capsys, kind):
+    torch.manual_seed(0)
+    sd = SRResNet(nf=8, nb=1).state_dict()
+    if kind == 'nan weight': sd['conv_last.weight'][0, 0, 0, 0] = float('nan')
+    elif kind == 'inf bias': sd['conv_last.bias'][1] = float('inf')
+    else: sd = {k: v * 1e12 for k, v in sd.items()}                           # finite weights, but the output overflows
+    torch.save(sd, tmp_path / 'bad.pth')
+    write_image(tmp_path / 'in' / 'a.png', rand_image(12, 10))
+    assert sr(tmp_path / 'in', tmp_path / 'bad.pth', tmp_path / 'out') == 1
+    err = capsys.readouterr().err
+    assert f'ranksrgan sr: error: {tmp_path / "bad.pth"}: ' in err
+    assert 'NaN or infinite' in err and 'use other weights' in err
+    assert not (tmp_path / 'out' / 'a.png').exists()                           # no black or white image
+
+
+def test_unavailable_device_is_a_one_line_error(tiny, tmp_path, capsys, monkeypatch):
+    img, w = tiny
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)             # a machine without CUDA
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 0)
+    assert cli.main(['sr', str(img), '-o', str(tmp_path / 'out'), '--weights', str(w), '--device', 'cuda']) == 1
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1
+    assert err.startswith("ranksrgan sr: error: device='cuda' is not available on this machine")
+    assert "Use 'auto'" in err and 'torch.cuda.is_available()' in err          # what to use instead, how to check
+
+
+def test_metrics_negative_crop_is_an_error(pairs, tmp_path, capsys):
+    assert cli.main(['metrics', '--sr', str(tmp_path / 'sr'), '--hr', str(tmp_path / 'hr'), '--crop', '-1']) == 1
+    out, err = capsys.readouterr()
+    assert 'ranksrgan metrics: error: --crop -1: the pixels shaved from each border must be 0 or more' in err
+    assert 'nan' not in out                                                    # no table of NaN

@@ -1,6 +1,7 @@
 import functools
 import hashlib
 import http.server
+import os
 import threading
 import warnings
 import zipfile
@@ -394,15 +395,18 @@ def test_per_file_download_checks_and_reuses(tiny_per_file, tmp_path, capsys):
     served, imgs = tiny_per_file
     root = tmp_path / 'data'
     hr = D.get_dataset('Tiny', root)
-    assert hr == root / 'Tiny' / 'HR' and sorted(p.name for p in hr.iterdir()) == ['a.png', 'b.png', 'c.jpg']
+    assert hr == root / 'Tiny' / 'HR' and sorted(p.name for p in hr.iterdir()) == ['.sha256_verified.json', 'a.png',
+                                                                             'b.png', 'c.jpg']
     for name, data in imgs.items():                                       # byte for byte what was served
         assert (hr / name).read_bytes() == data
     assert 'downloading to' in capsys.readouterr().err                    # the progress bar
     for f in served.iterdir(): f.unlink()                                 # the server has nothing now
-    assert D.get_dataset('Tiny', root) == hr                              # every file there: no request at all
-    (hr / 'b.png').write_bytes(b'my own copy')                            # a file already there is used as it is
-    assert D.get_dataset('Tiny', root) == hr and (hr / 'b.png').read_bytes() == b'my own copy'
+    assert D.get_dataset('Tiny', root) == hr                              # every file there and good: no request at all
     assert D.resolve_images('Tiny', root=root)['Tiny'] == D.ImageSet(hr)
+    (hr / 'b.png').write_bytes(b'my own copy')                            # a file already there is checked too ...
+    with pytest.raises(D.ChecksumError, match=rf"{hr / 'b.png'} does not match its SHA-256 .*could not be downloaded"):
+        D.get_dataset('Tiny', root)                                       # ... and, the server gone, named
+    assert (hr / 'b.png').read_bytes() == b'my own copy'                  # left as it was
 
 
 def test_per_file_fetches_only_the_missing_files(tiny_per_file, tmp_path):
@@ -479,3 +483,73 @@ def test_cpu_profile_finds_the_shared_photographs_without_downloading(shared_dat
     assert sets == {'SunHays80': shared_datasets / 'SunHays80/HR', 'Set14': shared_datasets / 'benchmark/Set14/HR',
                     'CBSD68': shared_datasets / 'CBSD68/HR', 'Set5': shared_datasets / 'benchmark/Set5/HR'}
     assert [len(D.list_images(p)) for p in sets.values()] == [80, 14, 68, 5]
+
+
+# ---------------------------------------------------------------- files on disk verified on use (issue 21)
+def _flip_a_bit(path: Path, at: int = 200) -> None:
+    "One bit of the file changed, its size kept: a JPEG or PNG that may still decode."
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_dataset_file_gone_bad_on_disk_is_downloaded_again(tiny_per_file, tmp_path):
+    served, imgs = tiny_per_file
+    root = tmp_path / 'data'
+    hr = D.get_dataset('Tiny', root, progress=False)
+    _flip_a_bit(hr / 'c.jpg')                                            # same size, one bit
+    (hr / 'b.png').write_bytes(imgs['b.png'][:-40])                      # cut short
+    with pytest.warns(UserWarning) as w:
+        assert D.get_dataset('Tiny', root, progress=False) == hr
+    msgs = ' | '.join(str(x.message) for x in w)
+    for name in ('b.png', 'c.jpg'):
+        assert f'{hr / name} did not match its SHA-256' in msgs and 'downloaded it again' in msgs
+        assert (hr / name).read_bytes() == imgs[name]                    # the good bytes are back
+    assert sorted(p.name for p in hr.iterdir() if not p.name.startswith('.')) == ['a.png', 'b.png', 'c.jpg']
+
+
+def test_dataset_file_gone_bad_without_a_source_names_file_hashes_and_remedy(tiny_per_file, tmp_path):
+    served, imgs = tiny_per_file
+    root = tmp_path / 'data'
+    hr = D.get_dataset('Tiny', root, progress=False)
+    _flip_a_bit(hr / 'a.png')
+    bad = hashlib.sha256((hr / 'a.png').read_bytes()).hexdigest()
+    good = hashlib.sha256(imgs['a.png']).hexdigest()
+    for f in served.iterdir(): f.unlink()                                 # no source to download it from
+    for call in (lambda: D.get_dataset('Tiny', root, progress=False),
+                 lambda: D.get_dataset('Tiny', root, download_missing=False)):
+        with pytest.raises(D.ChecksumError) as e:
+            call()
+        msg = str(e.value)
+        assert f'{hr / "a.png"} does not match its SHA-256' in msg and f'expected {good}, got {bad}' in msg
+        assert 'Delete it' in msg and 'good copy' in msg
+    with pytest.raises(D.ChecksumError):                                  # also through a profile's data setting
+        D.test_sets('Tiny', 4, root)
+    assert hashlib.sha256((hr / 'a.png').read_bytes()).hexdigest() == bad  # left as it was
+
+
+def test_dataset_verification_is_cached_by_size_and_mtime(tiny_per_file, tmp_path, monkeypatch):
+    served, imgs = tiny_per_file
+    root = tmp_path / 'data'
+    hr = D.get_dataset('Tiny', root, progress=False)
+    hashed = []
+    real = D._sha256
+    monkeypatch.setattr(D, '_sha256', lambda p: hashed.append(p.name) or real(p))
+    D.get_dataset('Tiny', root, progress=False)
+    assert hashed == []                                                   # stamped good: not read again
+    st = (hr / 'b.png').stat()
+    os.utime(hr / 'b.png', ns=(st.st_atime_ns, st.st_mtime_ns + 1000))   # a rewrite changes the time
+    D.get_dataset('Tiny', root, progress=False)
+    assert hashed == ['b.png']
+    D.get_dataset('Tiny', root, progress=False)
+    assert hashed == ['b.png']                                            # and it is stamped again
+    (hr / D.STAMP).write_text('{not json')                                # a damaged stamp: everything checked again
+    D.get_dataset('Tiny', root, progress=False)
+    assert sorted(hashed[1:]) == ['a.png', 'b.png', 'c.jpg']
+    (hr / D.STAMP).unlink()
+    hr.chmod(0o555)                                                       # a read-only copy: no stamp written there
+    try:
+        D.get_dataset('Tiny', root, progress=False)
+        assert not (hr / D.STAMP).exists()
+    finally:
+        hr.chmod(0o755)

@@ -439,3 +439,122 @@ def test_striped_ssim_psnr_imresize_degrade_are_bit_identical(photo, stripes):
                D.imresize(photo / 255.0, 0.5), D.imresize(t, 1 / 3), D.bicubic_upsample(photo[:50, :70])]
         for a, b in zip(whole, now):
             assert (torch.equal(a, b) if isinstance(a, torch.Tensor) else np.array_equal(a, b)), (n, type(a))
+
+
+# ------------------------------------------------------------------------------------------ round two (issue 21)
+def _tiny_generator(seed=0):
+    torch.manual_seed(seed)
+    return MO.SRResNet(nf=8, nb=1).eval()
+
+
+@pytest.mark.parametrize('kind,msg', [('0..255', 'divide it by 255'), ('nan', 'NaN or infinite'),
+                                      ('inf', 'NaN or infinite'), ('overshoot', r'range over .*clamp\(0, 1\)')])
+def test_nan_inf_and_0_255_tensors_are_refused_like_arrays(tmp_path, kind, msg):
+    t = D.img2tensor(RNG.integers(0, 256, (12, 10, 3), dtype=np.uint8))
+    t = {'0..255': t * 255, 'nan': t.index_fill(1, torch.tensor([3]), math.nan),
+         'inf': t.index_fill(2, torch.tensor([0]), math.inf), 'overshoot': t * 1.3}[kind]
+    with pytest.raises(ValueError, match=msg):
+        D.tensor2img(t)
+    with pytest.raises(ValueError, match=rf'the image for {tmp_path / "a.png"}: .*' + msg):
+        D.write_image(tmp_path / 'a.png', t[None])
+    with pytest.raises(ValueError, match=msg if kind != 'overshoot' else 'range over'):    # the same rule as for arrays
+        D.write_image(tmp_path / 'a.png', t.permute(1, 2, 0).numpy())
+    assert not any(tmp_path.iterdir())                                       # nothing written
+
+
+def test_super_resolve_and_img2tensor_take_int64_as_8_bit_and_refuse_float_0_255():
+    G, img = _tiny_generator(), RNG.integers(0, 256, (14, 11, 3), dtype=np.uint8)
+    ref = T.super_resolve(G, img)
+    assert np.array_equal(T.super_resolve(G, img.astype(np.int64)), ref)    # not the near-white image
+    assert np.array_equal(T.super_resolve(G, img / 255.0), ref)              # floats in [0, 1]: the same picture
+    assert torch.equal(D.img2tensor(img.astype(np.int64)), D.img2tensor(img))
+    assert torch.equal(D.img2tensor(img.astype(np.uint16) * 257), D.img2tensor(img))   # 16-bit, scaled
+    for call in (lambda: T.super_resolve(G, img * 1.0), lambda: D.img2tensor(img.astype(np.float32))):
+        with pytest.raises(ValueError, match='divide it by 255'):            # not an all-white image
+            call()
+
+
+def test_exif_orientation_is_applied_on_read(tmp_path):
+    from skimage.data import astronaut
+    a = astronaut()[100:140, 150:214]                                        # 40x64, a photograph (JPEG-friendly)
+    exif = Image.Exif()
+    exif[0x0112] = 6                                                         # a phone held upright: turn 90° clockwise
+    Image.fromarray(a).save(tmp_path / 'phone.png', exif=exif)
+    Image.fromarray(a).save(tmp_path / 'phone.jpg', exif=exif, quality=95)
+    assert np.array_equal(D.read_image(tmp_path / 'phone.png'), np.rot90(a, -1))
+    jpg = D.read_image(tmp_path / 'phone.jpg')
+    assert jpg.shape == (64, 40, 3) and np.abs(jpg.astype(int) - np.rot90(a, -1)).mean() < 4   # as a viewer shows it
+    assert np.abs(jpg.astype(int) - np.rot90(a, 1)).mean() > 20                       # not turned the other way
+    odd = Image.Exif()
+    odd[0x0112] = 9                                                          # no such orientation
+    for i, exif in enumerate((b'Exif\x00\x00garbage', odd)):               # damaged: the pixels as stored
+        Image.fromarray(a).save(tmp_path / f'odd{i}.png', exif=exif)
+        assert np.array_equal(D.read_image(tmp_path / f'odd{i}.png'), a)
+
+
+def test_log_rewrite_on_resume_never_loses_the_log(tmp_path, monkeypatch):
+    class Killed(BaseException): pass
+    log = T.CsvLog(tmp_path / 'log.csv')
+    for t in range(1, 11): log.write({'iter': t, 'l': 1.0 / t})
+    before = (tmp_path / 'log.csv').read_text()
+    def dies(*a, **k): raise Killed                                          # killed in the middle of the rewrite
+    monkeypatch.setattr(T.csv.DictWriter, 'writerow', dies)
+    monkeypatch.setattr(T.csv.DictWriter, 'writerows', dies)
+    with pytest.raises(Killed):
+        T.CsvLog(tmp_path / 'log.csv', resume_from=6)                        # resume: rows 7-10 dropped
+    assert (tmp_path / 'log.csv').read_text() == before                      # the whole old log, not half of it
+    with pytest.raises(Killed):
+        log.write({'iter': 11, 'l': 0.1, 'new_column': 1.0})                 # the rewrite that adds a column
+    assert (tmp_path / 'log.csv').read_text() == before
+    monkeypatch.undo()
+    assert [int(r['iter']) for r in T.CsvLog(tmp_path / 'log.csv', resume_from=6)._rows()] == [1, 2, 3, 4, 5, 6]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['log.csv']         # no temporary file left
+
+
+def test_unavailable_device_is_refused_up_front(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)           # a machine without CUDA, whatever this is
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 0)
+    for dev in ('cuda', 'cuda:0'):
+        with pytest.raises(ValueError, match=rf"device='{dev}' is not available on this machine: .*'auto'.*"
+                                             r"torch\.cuda\.is_available\(\)"):
+            get_profile('smoke', device=dev)
+        with pytest.raises(ValueError, match='not available on this machine'):
+            T.pick_device(dev)
+    assert get_profile('smoke', device='cpu').device == 'cpu'
+
+
+@pytest.mark.parametrize('setting', ['train_data', 'test_data', 'val_data'])
+@pytest.mark.parametrize('value', ['', ' ', ' , '])
+def test_empty_data_settings_are_refused(setting, value):
+    with pytest.raises(ValueError, match=rf"{setting}='{value}' names no images: use 'sample'"):
+        get_profile('smoke', **{setting: value})
+
+
+def test_sigterm_saves_a_checkpoint_and_the_run_resumes_exactly(tmp_path, reference_run):
+    # a scheduler stops the job: SIGTERM from outside, while iteration 3 runs (its hook waits for the signal)
+    p = _python(f'''
+        import signal, sys, time
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_faults import _toy_fit
+        got = []
+        def hook(t, losses):
+            if t == 3:                                                       # wait, inside iteration 3, until the
+                handler = signal.getsignal(signal.SIGTERM)                   # signal has come and been handled
+                signal.signal(signal.SIGTERM, lambda s, f: (handler(s, f), got.append(s)))
+                print('started', flush=True)
+                while not got: time.sleep(0.01)
+        _toy_fit({str(tmp_path)!r}, hooks=[hook])''')
+    try:
+        assert p.stdout.readline().strip() == 'started'
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(60) == 128 + signal.SIGTERM                            # ended as SIGTERM asked, status 143
+        assert 'toy: stopped by SIGTERM at iteration 3; saved' in p.stdout.read()
+    finally:
+        p.kill()
+        p.stdout.close()
+    assert T.latest_checkpoint(tmp_path).name == 'ckpt_0000003.pth'         # not only the periodic ckpt_0000002
+    assert (tmp_path / '.lock').read_text() == ''                            # released on the way out
+    st = _toy_fit(tmp_path)
+    ref_w, ref_log = reference_run
+    assert all(torch.equal(ref_w[k], v) for k, v in _weights(st).items())    # resumed bit for bit
+    assert (tmp_path / 'log.csv').read_text().count('\n') == ref_log.count('\n')

@@ -227,3 +227,35 @@ def test_cpu_profile_renders_docs_by_default(tmp_path):
     assert not (tmp_path / 's' / 'docs').exists()                           # other profiles: only when asked
     assert main(['--only', '00a_config', '--out', str(tmp_path / 's'), '--docs']) == 0
     assert (tmp_path / 's' / 'docs' / 'index.html').exists()
+
+
+# --- the record of a run (issue 21) ------------------------------------------------------------------------------
+def test_record_is_written_atomically(tmp_path, monkeypatch):
+    record_path = tmp_path / 'reproduce.json'
+    record = {'00a_config': {'status': 'ok', 'seconds': 1.0}}
+    R._note(record_path, dict(record), '00b_data', {'status': 'ok', 'seconds': 2.0})
+    before = record_path.read_text()
+    real = Path.write_text
+    def killed_halfway(self, text, *a, **k):                                  # a kill (or a full disk) while writing
+        real(self, text[:len(text) // 2], *a, **k)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(Path, 'write_text', killed_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        R._note(record_path, json.loads(before), '01_metrics', {'status': 'running'})
+    monkeypatch.undo()
+    assert record_path.read_text() == before                                 # the old record, whole
+    assert [p.name for p in tmp_path.iterdir()] == ['reproduce.json']         # no temporary file left
+
+
+@pytest.mark.parametrize('damage', ['', '{"00a_config": {"status": "ok"', '[]'])
+def test_damaged_record_names_the_file_and_rerun_replaces_it(tmp_path, capsys, damage):
+    args = ['--only', '00a_config', '--out', str(tmp_path)]
+    record_path = tmp_path / 'runs' / 'smoke' / 'reproduce.json'
+    record_path.parent.mkdir(parents=True)
+    record_path.write_text(damage)                                            # emptied by a full disk, cut, or edited
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert f'error: {record_path} is damaged' in err and 'delete it, or run with --rerun' in err
+    assert record_path.read_text() == damage                                  # left for the user to look at
+    assert main(args + ['--rerun']) == 0
+    assert json.loads(record_path.read_text())['00a_config']['status'] == 'ok'
