@@ -477,24 +477,6 @@ def test_shipped_manifest_rows_and_pinned_urls():
     assert len({(r['folder'], r['file']) for r in rows}) == len(rows)                     # no file listed twice
 
 
-def test_shared_datasets_match_the_manifest(shared_datasets):
-    for r in D.read_manifest():
-        f = shared_datasets / r['folder'] / r['file']
-        data = f.read_bytes()
-        assert (len(data), hashlib.sha256(data).hexdigest()) == (int(r['bytes']), r['sha256']), f
-
-
-def test_cpu_profile_finds_the_shared_photographs_without_downloading(shared_datasets, monkeypatch):
-    from ranksrgan_nb.config import get_profile
-    monkeypatch.setenv('RANKSRGAN_NB_DATA', str(shared_datasets))
-    monkeypatch.setattr(D, 'RAW_URL', 'http://127.0.0.1:9/{repo}/{commit}/{path}')   # any request would fail
-    cfg = get_profile('cpu')
-    sets = {n: s.images for spec in (cfg.train_data, cfg.test_data, cfg.val_data) for n, s in D.resolve_images(spec, root=cfg.data_root).items()}
-    assert sets == {'SunHays80': shared_datasets / 'SunHays80/HR', 'Set14': shared_datasets / 'benchmark/Set14/HR',
-                    'CBSD68': shared_datasets / 'CBSD68/HR', 'Set5': shared_datasets / 'benchmark/Set5/HR'}
-    assert [len(D.list_images(p)) for p in sets.values()] == [80, 14, 68, 5]
-
-
 def test_bsds500_fetch_and_resolve_from_the_shared_folder(shared_datasets, monkeypatch):
     monkeypatch.setattr(D, 'RAW_URL', 'http://127.0.0.1:9/{repo}/{commit}/{path}')   # any request would fail
     for split in ('train', 'test'):
@@ -538,3 +520,21 @@ def test_no_training_photograph_is_a_test_or_validation_photograph(shared_datase
     assert near(_thumbnail(tmp_path / 'copy.jpg')) == [held_out[-1].name]        # the check finds a re-encoded copy
     for p in train:
         assert not near(_thumbnail(p)), f'{p.name} looks like the held-out photograph(s) {near(_thumbnail(p))}'
+
+
+def test_shared_datasets_match_the_manifest(shared_datasets):
+    for r in D.read_manifest():
+        f = shared_datasets / r['folder'] / r['file']
+        data = f.read_bytes()
+        assert (len(data), hashlib.sha256(data).hexdigest()) == (int(r['bytes']), r['sha256']), f
+
+
+def test_cpu_profile_finds_the_shared_photographs_without_downloading(shared_datasets, monkeypatch):
+    from ranksrgan_nb.config import get_profile
+    monkeypatch.setenv('RANKSRGAN_NB_DATA', str(shared_datasets))
+    monkeypatch.setattr(D, 'RAW_URL', 'http://127.0.0.1:9/{repo}/{commit}/{path}')   # any request would fail
+    cfg = get_profile('cpu')
+    sets = {n: s.images for spec in (cfg.train_data, cfg.test_data, cfg.val_data) for n, s in D.resolve_images(spec, root=cfg.data_root).items()}
+    assert sets == {'SunHays80': shared_datasets / 'SunHays80/HR', 'Set14': shared_datasets / 'benchmark/Set14/HR',
+                    'CBSD68': shared_datasets / 'CBSD68/HR', 'Set5': shared_datasets / 'benchmark/Set5/HR'}
+    assert [len(D.list_images(p)) for p in sets.values()] == [80, 14, 68, 5]
