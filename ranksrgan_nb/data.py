@@ -740,12 +740,14 @@ DATASETS.update({
     'Urban100': DatasetSpec(_EDSR + 'benchmark.tar', _BENCH, 'benchmark/Urban100/HR'),
     'CBSD68': DatasetSpec(None, None, 'CBSD68/HR', 'colour BSD68, 68 PNG files', per_file=True),
     'SunHays80': DatasetSpec(None, None, 'SunHays80/HR', 'Sun-Hays scene photographs, 80 JPEG files', per_file=True),
+    'BSDS500_train': DatasetSpec(None, None, 'BSDS500/train', 'BSDS500 train split, 200 JPEG files', per_file=True),
+    'BSDS500_test': DatasetSpec(None, None, 'BSDS500/test', 'BSDS500 test split, 200 JPEG files', per_file=True),
     'PIRM_val': DatasetSpec(None, None, 'PIRM_Val_set/HR', _PIRM),
     'PIRM_test': DatasetSpec(None, None, 'PIRM_Test_set/HR', _PIRM),
 })
 
 # %% ../nbs/00b_data.ipynb #1dbf6de9
-DATASET_ALIASES = {'PIRM': 'PIRM_test'}   # short names a profile may use
+DATASET_ALIASES = {'PIRM': 'PIRM_test', 'BSDS500': 'BSDS500_train,BSDS500_test'}   # short names; one may list several
 
 @dataclass(frozen=True)
 class ImageSet:
@@ -759,9 +761,8 @@ def resolve_images(spec: str,            # 'sample', folders and/or dataset name
                    skip_missing: bool = False,  # leave out (with a note) datasets not prepared under root
                    ) -> dict[str, ImageSet]:
     "`{set name: ImageSet}` for a profile's `train_data` / `test_data`."
-    out = {}
-    for part in [p.strip() for p in str(spec).split(',') if p.strip()]:
-        name = DATASET_ALIASES.get(part, part)
+    out, names = {}, ','.join(DATASET_ALIASES.get(p.strip(), p) for p in str(spec).split(','))   # aliases spelled out
+    for name in [p.strip() for p in names.split(',') if p.strip()]:
         if name in out: continue
         if name == 'sample': out[name] = ImageSet(sample_images(split))
         elif name in DATASETS:
@@ -770,8 +771,8 @@ def resolve_images(spec: str,            # 'sample', folders and/or dataset name
                 if not skip_missing: raise
                 print(f'skipping {name}: {e}'); continue
             out[name] = ImageSet(hr, hr.parent / 'LR' if (hr.parent / 'LR').is_dir() else None)
-        elif Path(part).expanduser().is_dir(): out[Path(part).expanduser().name] = ImageSet(Path(part).expanduser())
-        else: raise ValueError(f'{part!r} is not "sample", a dataset ({sorted(DATASETS)}) or an existing folder')
+        elif Path(name).expanduser().is_dir(): out[Path(name).expanduser().name] = ImageSet(Path(name).expanduser())
+        else: raise ValueError(f'{name!r} is not "sample", a dataset ({sorted(DATASETS)}) or an existing folder')
     if not out: raise ValueError(f'no data in {spec!r}' + (' is available (see the notes above)' if skip_missing else ''))
     return out
 

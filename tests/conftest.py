@@ -36,7 +36,7 @@ def pytest_terminal_summary(terminalreporter):
 
 @pytest.fixture(scope='session')
 def shared_datasets():
-    "The prepared photographs (Set5, Set14, CBSD68, SunHays80) in shared/datasets beside the clone; skip when absent."
+    "The prepared photographs (Set5, Set14, CBSD68, SunHays80, BSDS500) in shared/datasets beside the clone, else skip."
     d = ROOT.parent / 'shared' / 'datasets'
     if not (d / 'MANIFEST.tsv').is_file():
         pytest.skip(f'the prepared photographs are not at {d} (they are not shipped with the package; '

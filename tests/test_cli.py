@@ -11,7 +11,7 @@ import torch
 
 from ranksrgan_nb import cli
 from ranksrgan_nb.data import read_image, write_image
-from ranksrgan_nb.metrics import METRICS, Metric, delta_e, niqe, psnr, ssim
+from ranksrgan_nb.metrics import METRICS, Metric, delta_e, grid_score, niqe, psnr, ssim
 from ranksrgan_nb.models import RRDBNet, SRResNet
 from ranksrgan_nb.train import receptive_radius, super_resolve, tiled_forward, tiles
 from ranksrgan_nb.data import img2tensor
@@ -201,7 +201,7 @@ def parse_markdown(out: str) -> dict:
 def test_metrics_command_values_per_image_and_mean(pairs, tmp_path, capsys):
     assert cli.main(['metrics', '--sr', str(tmp_path / 'sr'), '--hr', str(tmp_path / 'hr'), '--csv', str(tmp_path / 'm.csv')]) == 0
     out = capsys.readouterr().out
-    assert '| image | psnr ↑ | ssim ↑ | delta_e ↓ | psnr_rgb ↑ | niqe ↓ |' in out    # the colour metrics (01) too
+    assert '| image | psnr ↑ | ssim ↑ | delta_e ↓ | psnr_rgb ↑ | niqe ↓ | grid ↓ |' in out    # colour and grid (01) too
     table = parse_markdown(out)
     for name, (a, b) in pairs.items():
         assert table[name]['psnr'] == pytest.approx(psnr(a, b, crop_border=4, color='y'), abs=1e-4)
@@ -209,10 +209,12 @@ def test_metrics_command_values_per_image_and_mean(pairs, tmp_path, capsys):
         assert table[name]['psnr_rgb'] == pytest.approx(psnr(a, b, crop_border=4, color='rgb'), abs=1e-4)
         assert table[name]['ssim'] == pytest.approx(ssim(a, b, crop_border=4, color='y'), abs=1e-4)
         assert table[name]['niqe'] == pytest.approx(niqe(a, crop_border=4, color='y'), abs=1e-4)
+        assert table[name]['grid'] == pytest.approx(grid_score(a, crop_border=4), abs=1e-4)
     mean = table['mean (2 images)']
     assert mean['psnr'] == pytest.approx((table['cat']['psnr'] + table['dog']['psnr']) / 2, abs=1e-4)
     rows = list(csv.DictReader(open(tmp_path / 'm.csv')))
-    assert [r['image'] for r in rows] == ['cat', 'dog', 'mean (2 images)'] and list(rows[0]) == ['image', 'psnr', 'ssim', 'delta_e', 'psnr_rgb', 'niqe']
+    assert [r['image'] for r in rows] == ['cat', 'dog', 'mean (2 images)']
+    assert list(rows[0]) == ['image', 'psnr', 'ssim', 'delta_e', 'psnr_rgb', 'niqe', 'grid']
     assert float(rows[0]['psnr']) == pytest.approx(psnr(*pairs['cat'], crop_border=4, color='y'), abs=1e-9)
 
 
@@ -222,7 +224,7 @@ def test_metrics_crop_and_no_reference(pairs, tmp_path, capsys):
     assert table['cat'] == {'psnr': pytest.approx(psnr(*pairs['cat'], crop_border=0, color='y'), abs=1e-4)}
     assert cli.main(['metrics', '--sr', str(tmp_path / 'sr')]) == 0                        # no HR: no-reference only
     table = parse_markdown(capsys.readouterr().out)
-    assert set(table['dog']) == {n for n, m in METRICS.items() if not m.full_reference} == {'niqe'}
+    assert set(table['dog']) == {n for n, m in METRICS.items() if not m.full_reference} == {'niqe', 'grid'}
 
 
 def test_metrics_registered_later_appear(pairs, tmp_path, capsys, monkeypatch):

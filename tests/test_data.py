@@ -286,6 +286,18 @@ def test_resolve_images(tmp_path):
         D.resolve_images('PIRM', root=tmp_path)
 
 
+def test_bsds500_alias_names_both_splits_never_val(tmp_path):
+    from ranksrgan_nb.config import get_profile
+    for split in ('train', 'test'):
+        D.write_image(tmp_path / 'BSDS500' / split / f'{split}.jpg', np.zeros((8, 8, 3), np.uint8))
+    sets = D.resolve_images('BSDS500, BSDS500_test', root=tmp_path, skip_missing=True)     # named twice: once
+    assert sets == {'BSDS500_train': D.ImageSet(tmp_path / 'BSDS500/train'),
+                    'BSDS500_test': D.ImageSet(tmp_path / 'BSDS500/test')}
+    assert get_profile('cpu', train_data='SunHays80,BSDS500').train_data == 'SunHays80,BSDS500'   # a valid setting
+    with pytest.raises(ValueError, match='is not "sample"'):
+        D.resolve_images('BSDS500_val', root=tmp_path)
+
+
 def test_profile_images_merges_the_sets(tmp_path):
     from ranksrgan_nb.config import get_profile
     D.write_image(tmp_path / 'extra' / 'x.png', np.zeros((8, 8, 3), np.uint8))
@@ -457,14 +469,61 @@ def test_http_error_is_not_called_offline(tiny_per_file, tmp_path):
 
 def test_shipped_manifest_rows_and_pinned_urls():
     rows = D.read_manifest()
-    assert [r['folder'] for r in rows].count('SunHays80/HR') == 80 and len(rows) == 167
-    for name in ('Set5', 'Set14', 'CBSD68', 'SunHays80'):
+    assert [r['folder'] for r in rows].count('SunHays80/HR') == 80 and len(rows) == 567
+    counts = {'Set5': 5, 'Set14': 14, 'CBSD68': 68, 'SunHays80': 80, 'BSDS500_train': 200, 'BSDS500_test': 200}
+    for name, n in counts.items():
         spec = D.DATASETS[name]
-        assert spec.per_file and spec.url is None and len(D.read_manifest(spec.hr_dir)) == {'Set5': 5, 'Set14': 14, 'CBSD68': 68, 'SunHays80': 80}[name]
+        assert spec.per_file and spec.url is None and len(D.read_manifest(spec.hr_dir)) == n
+    assert not [r for r in rows if 'val' in r['folder'].lower() or '/val/' in r['source_path']]   # val holds CBSD68
     url = D.source_url(D.read_manifest('CBSD68/HR')[0])
     assert url.startswith('https://raw.githubusercontent.com/majedelhelou/denoising_datasets/') and len(url.split('/')[5]) == 40
     assert 'benchmark.tar' in D.DATASETS['Set5'].note and D.DATASETS['BSD100'].url.endswith('benchmark.tar')
     assert len({(r['folder'], r['file']) for r in rows}) == len(rows)                     # no file listed twice
+
+
+def test_bsds500_fetch_and_resolve_from_the_shared_folder(shared_datasets, monkeypatch):
+    monkeypatch.setattr(D, 'RAW_URL', 'http://127.0.0.1:9/{repo}/{commit}/{path}')   # any request would fail
+    for split in ('train', 'test'):
+        rows = D.read_manifest(f'BSDS500/{split}')
+        folder = shared_datasets / f'BSDS500/{split}'
+        assert D.fetch_files(rows, shared_datasets, progress=False) == [folder / r['file'] for r in rows]
+        assert D.get_dataset(f'BSDS500_{split}', shared_datasets, progress=False) == folder
+    sets = D.resolve_images('SunHays80,BSDS500', root=shared_datasets)
+    counts = {n: len(D.list_images(s.images)) for n, s in sets.items()}
+    assert counts == {'SunHays80': 80, 'BSDS500_train': 200, 'BSDS500_test': 200}
+    assert all(s.lr is None for s in sets.values())
+    img = D.read_image(shared_datasets / 'BSDS500/train' / D.read_manifest('BSDS500/train')[0]['file'])
+    assert img.shape in ((321, 481, 3), (481, 321, 3)) and img.dtype == np.uint8
+
+
+def _pixel_hash(path) -> str:
+    "SHA-256 of the decoded RGB pixels and their shape: equal for the same photograph in PNG or lossless re-encodings."
+    a = D.read_image(path)
+    return hashlib.sha256(str(a.shape).encode() + a.tobytes()).hexdigest()
+
+
+def _thumbnail(path, f: int = 8) -> np.ndarray:
+    "The f x f box means of the image cut to multiples of f, float: near-equal for two decodings of one JPEG."
+    a = D.read_image(path).astype(np.float64)
+    h, w = a.shape[0] // f * f, a.shape[1] // f * f
+    return a[:h, :w].reshape(h // f, f, w // f, f, 3).mean((1, 3))
+
+
+def test_no_training_photograph_is_a_test_or_validation_photograph(shared_datasets, tmp_path):
+    train = [p for d in ('SunHays80/HR', 'BSDS500/train', 'BSDS500/test') for p in D.list_images(shared_datasets / d)]
+    held_out = [p for d in ('benchmark/Set5/HR', 'benchmark/Set14/HR', 'CBSD68/HR')
+                for p in D.list_images(shared_datasets / d)]
+    assert (len(train), len(held_out)) == (480, 87)
+    h_train, h_test = {_pixel_hash(p): p for p in train}, {_pixel_hash(p): p for p in held_out}
+    assert len(h_train) == 480, 'two training files hold the same pixels'
+    assert not set(h_train) & set(h_test), [(h_train[k].name, h_test[k].name) for k in set(h_train) & set(h_test)]
+    # another decoder (or a JPEG re-encoding) changes pixels by a grey level or two: compare 8x8 box means too
+    thumbs = [(q, _thumbnail(q)) for q in held_out]
+    near = lambda t: [q.name for q, u in thumbs if u.shape == t.shape and np.abs(t - u).mean() < 2.0]
+    Image.fromarray(D.read_image(held_out[-1])).save(tmp_path / 'copy.jpg', quality=75)
+    assert near(_thumbnail(tmp_path / 'copy.jpg')) == [held_out[-1].name]        # the check finds a re-encoded copy
+    for p in train:
+        assert not near(_thumbnail(p)), f'{p.name} looks like the held-out photograph(s) {near(_thumbnail(p))}'
 
 
 def test_shared_datasets_match_the_manifest(shared_datasets):

@@ -369,7 +369,8 @@ def test_registry_entries():
 
 
 def test_registry_unknown_register_and_orient():
-    with pytest.raises(ValueError, match=r"known metrics: \['delta_e', 'niqe', 'psnr', 'psnr_rgb', 'ssim'\]"): M.get_metric('ma')
+    with pytest.raises(ValueError, match=r"known metrics: \['delta_e', 'grid', 'niqe', 'psnr', 'psnr_rgb', 'ssim'\]"):
+        M.get_metric('ma')
     with pytest.raises(ValueError, match='already registered'): M.register_metric('psnr', M.psnr, True, True)
     try:
         m = M.register_metric('test_ma', lambda img, crop_border=4: 7.0, higher_is_better=True, full_reference=False)
@@ -473,3 +474,138 @@ def test_colour_metrics_registered():
     assert p(sr, ASTRO) == pytest.approx(sk_psnr(ASTRO[4:-4, 4:-4], sr[4:-4, 4:-4], data_range=255), abs=1e-9)
     assert M.orient('delta_e', 1.5) == 1.5 and M.orient('psnr_rgb', 30.0) == -30.0
     assert list(M.METRICS)[:3] == ['niqe', 'psnr', 'ssim']               # the paper's metrics keep their places
+
+
+# ------------------------------------------------------------------------------------------ differentiable NIQE
+def _bundled_crops(side: int = 296) -> dict:
+    "Top-left, centre and bottom-right side x side crops of every bundled photograph."
+    from ranksrgan_nb.data import sample_images
+    out = {}
+    for n, im in sample_images('all').items():
+        H, W = im.shape[:2]
+        at = {'top left': (0, 0), 'centre': ((H - side) // 2, (W - side) // 2), 'bottom right': (H - side, W - side)}
+        for pos, (i, j) in at.items(): out[(n, pos)] = im[i:i + side, j:j + side]
+    return out
+
+
+def test_niqe_diff_close_to_niqe_on_bundled_crops():
+    crops = _bundled_crops()
+    t = torch.stack([img2tensor(c) for c in crops.values()])
+    ref = M.niqe(t, 4)
+    d, r = M.niqe_diff(t) - ref, M.niqe_diff(t, rounded=True) - ref
+    assert d.dtype == torch.float64 and d.shape == (21,)
+    assert r.abs().max() <= 0.05                      # rounded like niqe: only the interpolation (measured 0.019)
+    k = {key: i for i, key in enumerate(crops)}
+    for textured in (('chelsea', 'centre'), ('grace_hopper', 'centre'), ('motorcycle_left', 'bottom right')):
+        assert abs(float(d[k[textured]])) <= 0.05, textured
+    assert d.abs().median() <= 0.05 and d.abs().max() <= 1.0   # unrounded: largest on the rocket's sky (0.93)
+
+
+def test_niqe_diff_gradients_finite_nonzero_and_match_finite_differences():
+    from ranksrgan_nb.data import sample_images
+    x = img2tensor(ASTRO[:296, :296])[None].double().requires_grad_()      # black background: undefined fits, flat MSCN
+    for rounded in (False, True):
+        g, = torch.autograd.grad(M.niqe_diff(x, rounded=rounded).sum(), x)
+        assert torch.isfinite(g).all() and g.abs().sum() > 0 and g[..., :4, :].abs().sum() == 0   # the shaved border: 0
+    x0 = img2tensor(sample_images('test')['chelsea'][50:242, 150:342])[None].double()   # textured: no flat region
+    r = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64) - 0.5
+    d = torch.nn.functional.interpolate(r, size=192, mode='bilinear') * 0.05              # a smooth direction
+    xr = x0.clone().requires_grad_()
+    g, = torch.autograd.grad(M.niqe_diff(xr, 0).sum(), xr)
+    h = 1e-5
+    fd = (float(M.niqe_diff(x0 + h * d, 0)) - float(M.niqe_diff(x0 - h * d, 0))) / (2 * h)
+    assert float((g * d).sum()) == pytest.approx(fd, rel=1e-4)
+
+
+def test_niqe_diff_pieces_pass_gradcheck():
+    v = torch.randn(2, 50, dtype=torch.float64, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    assert torch.autograd.gradcheck(M.aggd_fit_diff, (v,))
+    y = torch.rand(1, 1, 12, 14, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 255
+    y.requires_grad_()
+    assert torch.autograd.gradcheck(M.mscn_diff, (y,))
+    R = (torch.rand(20, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 0.6 + 0.1).requires_grad_()
+    assert torch.autograd.gradcheck(M.aggd_alpha_interp, (R,))
+
+
+def test_niqe_diff_batch_equals_one_by_one_and_errors():
+    t = torch.stack([img2tensor(c) for c in list(_bundled_crops(200).values())[:3]])
+    one = torch.cat([M.niqe_diff(t[k:k + 1]) for k in range(3)])
+    np.testing.assert_allclose(M.niqe_diff(t).numpy(), one.numpy(), rtol=0, atol=1e-9)
+    with pytest.raises(ValueError, match='at least 192x192'): M.niqe_diff(t[:, :, :199])   # 191 rows after the shave
+    with pytest.raises(ValueError, match='divide a 0..255 tensor by 255'): M.niqe_diff(t * 255)
+    with pytest.raises(ValueError, match=r'\(B,3,H,W\)'): M.niqe_diff(t[0])
+    with pytest.raises(ValueError, match=r'\(B,3,H,W\)'): M.niqe_diff(ASTRO)
+    with pytest.warns(RuntimeWarning, match='undefined'):
+        assert math.isinf(float(M.niqe_diff(torch.full((1, 3, 200, 200), 0.4))[0]))
+
+
+def test_niqe_diff_on_the_shared_photographs(shared_datasets):
+    rows = []
+    files = [sorted((shared_datasets / d).iterdir()) for d in ('benchmark/Set14/HR', 'CBSD68/HR')]
+    for f in files[0] + files[1][:20]:                                     # Set14 and 20 of colour BSD68
+        im = read_image(f)
+        H, W = im.shape[:2]
+        crops = [im[i:i + 296, j:j + 296] for i in range(0, H - 295, 148) for j in range(0, W - 295, 148)]
+        if not crops: continue
+        t = torch.stack([img2tensor(c) for c in crops])
+        ref = M.niqe(t, 4)
+        rows.append(torch.stack([M.niqe_diff(t) - ref, M.niqe_diff(t, rounded=True) - ref], 1))
+    d = torch.cat(rows).abs()
+    assert len(d) > 80 and d[:, 1].max() <= 0.05              # rounded: within 0.05 on every window (measured 0.036)
+    assert d[:, 0].median() <= 0.05                            # unrounded: median 0.02-0.04, up to 0.35 (smooth)
+
+
+# ------------------------------------------------------------------------------------------ periodic grid
+def _grid_ref(img, crop=4, p=4):
+    "The grid measure written out from its definition with NumPy, one harmonic at a time."
+    y = _y(img)[crop:img.shape[0] - crop, crop:img.shape[1] - crop]
+    h, w = y.shape[0] // p * p, y.shape[1] // p * p
+    y = y[:h, :w] - y[:h, :w].mean()
+    P = np.abs(np.fft.fft2(y * np.outer(np.hanning(h), np.hanning(w)))) ** 2
+    logs = []
+    for k in range(p):
+        for l in range(p):
+            if (k, l) == (0, 0): continue
+            win = np.roll(P, (3 - k * h // p, 3 - l * w // p), (0, 1))[:7, :7]       # the 7x7 bins around it
+            ring = np.concatenate([win[:2].ravel(), win[5:].ravel(), win[2:5, :2].ravel(), win[2:5, 5:].ravel()])
+            logs.append(np.log(win[2:5, 2:5].sum() / (9 * np.median(ring))))
+    return float(np.exp(np.mean(logs)))
+
+
+def _with_grid(img, amp=1):
+    tile = np.array([[1, -1, 0, 1], [0, 1, -1, -1], [-1, 0, 1, 0], [1, 0, -1, 0]])
+    t = amp * tile[np.arange(img.shape[0]) % 4][:, np.arange(img.shape[1]) % 4]
+    return np.clip(img.astype(np.int64) + t[..., None], 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize('shape', [(512, 512), (301, 455), (23, 17)])
+def test_grid_against_its_definition(shape):
+    a = ASTRO[:shape[0], :shape[1]]
+    assert M.grid_score(a, 4) == pytest.approx(_grid_ref(a), rel=1e-9)
+    assert M.grid_score(_with_grid(a), 4) == pytest.approx(_grid_ref(_with_grid(a)), rel=1e-9)
+
+
+def test_grid_photographs_low_pattern_high_offset_invariant():
+    from ranksrgan_nb.data import sample_images
+    for name, im in sample_images('all').items():
+        g, gg = M.grid_score(im, 4), M.grid_score(_with_grid(im), 4)
+        assert 0.5 < g < 2 and gg > 5 and gg > 3 * g, (name, g, gg)
+    dark = (ASTRO // 2).astype(np.uint8)
+    assert M.grid_score(dark + 70, 4) == pytest.approx(M.grid_score(dark, 4), rel=1e-9)
+    assert M.grid_score(ASTRO, 4, period=2) != M.grid_score(ASTRO, 4)
+
+
+def test_grid_tensors_batch_registry_and_errors():
+    a, b = ASTRO[:200, :240], _with_grid(ASTRO[200:400, :240])
+    t = torch.stack([img2tensor(a), img2tensor(b)])
+    out = M.grid_score(t, 4)
+    assert out.shape == (2,) and out.dtype == torch.float64
+    np.testing.assert_allclose(out.numpy(), [M.grid_score(a, 4), M.grid_score(b, 4)], rtol=1e-12)
+    m = M.get_metric('grid')
+    assert (m.higher_is_better, m.full_reference) == (False, False) and m(a) == M.grid_score(a, 4)
+    assert M.grid_score(ASTRO[:16, :16], 4) > 0                                     # 8x8 after the shave: enough
+    with pytest.raises(ValueError, match='at least 8x8 pixels after crop_border=4; got 7x8'):
+        M.grid_score(ASTRO[:15, :16], 4)
+    with pytest.raises(TypeError, match='uint8'): M.grid_score(ASTRO / 255.0)
+    with pytest.warns(RuntimeWarning, match='constant'):
+        assert math.isnan(M.grid_score(np.full((40, 40, 3), 9, np.uint8)))
