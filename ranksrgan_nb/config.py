@@ -5,17 +5,17 @@
 # %% ../nbs/00a_config.ipynb #75d6cc5f
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import difflib
-import math
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from .checks import check_device, check_types, coerce, did_you_mean
+
 # %% auto #0
-__all__ = ['CHOICES', 'PROFILES', 'STAGES', 'MULTI_PREFIX', 'SEED_TAG', 'Profile', 'seed_stage', 'split_seed', 'stage_label',
-           'check_device', 'get_profile', 'project_root', 'resolve_dirs']
+__all__ = ['PROFILES', 'CHOICES', 'STAGES', 'MULTI_PREFIX', 'SEED_TAG', 'KNOWN_METRICS', 'Profile', 'seed_stage', 'split_seed',
+           'stage_label', 'get_profile', 'seed_profile', 'project_root', 'resolve_dirs', 'check_device']
 
 # %% ../nbs/00a_config.ipynb #ecd15857
 @dataclass(frozen=True)
@@ -29,16 +29,20 @@ class Profile:
     deterministic: bool = False          # torch deterministic algorithms (slower; bitwise-repeatable runs)
     amp: bool = True                     # bf16 autocast on CUDA (ignored on CPU)
     train_data: str = 'sample'           # 'sample' (bundled photos), a folder of images, or a dataset name ('DIV2K')
-    test_data: str = 'sample'            # test sets of the tables (07): 'sample', folders, or dataset names separated by commas
+    test_data: str = 'sample'            # test sets of the tables (07): 'sample', folders, or dataset names separated
+                                         # by commas
     val_data: str = 'sample'             # validation images of the training curves (the official code: PIRM-test)
-    data_root: str = ''                  # dataset folder; '': $RANKSRGAN_NB_DATA, else ~/.cache/ranksrgan_nb/datasets (data.data_root)
+    data_root: str = ''                  # dataset folder; '': $RANKSRGAN_NB_DATA, else ~/.cache/ranksrgan_nb/datasets
+                                         # (data.data_root)
     # --- networks
     g_nf: int = 64                       # SRResNet width
     g_nb: int = 16                       # SRResNet residual blocks
     d_nf: int = 64                       # discriminator width
     r_nf: int = 64                       # Ranker width
-    g_init: str = 'official'             # SRResNet init: 'official' (Kaiming x 0.1) or 'identity' (starts as nearest upsampling; 02)
-    vgg_weights: str = 'auto'            # VGG19 weights: 'auto' (cached file or random+warning), 'imagenet', 'random', or a path
+    g_init: str = 'official'             # SRResNet init: 'official' (Kaiming x 0.1) or 'identity' (starts as nearest
+                                         # upsampling; 02)
+    vgg_weights: str = 'auto'            # VGG19 weights: 'auto' (cached file or random+warning), 'imagenet', 'random',
+                                         # or a path
     vgg_layer: str = 'conv5_4'           # perceptual-loss layer (before its ReLU)
     # --- training data
     hr_patch: int = 296                  # HR training patch (LR patch = hr_patch // scale)
@@ -59,8 +63,10 @@ class Profile:
     w_R: float = 3e-2                    # rank-content loss weight
     R_bias: float = 0.0                  # g, the target rank score of the rank-content loss
     rank_reduction: str = 'sum'          # 'sum' over the batch (official) or 'mean'
-    ranker_design: str = 'official'      # 'official': pairs best-first, Ranker BatchNorm in train mode in the GAN; 'eval': random order, eval mode (04)
-    gan_seeds: tuple = (10,)             # seeds of the SRGAN / RankSRGAN pairs of 05 (the first gives 'srgan' and 'ranksrgan')
+    ranker_design: str = 'official'      # 'official': pairs best-first, Ranker BatchNorm in train mode in the GAN;
+                                         # 'eval': random order, eval mode (04)
+    gan_seeds: tuple = (10,)             # seeds of the SRGAN / RankSRGAN pairs of 05 (the first gives 'srgan' and
+                                         # 'ranksrgan')
     # --- 04: rank dataset (official generate_rankdataset.m) and Ranker (train_Ranker.yml)
     rank_levels: tuple = ('srgan_plus', 'srgan', 'srresnet')  # SR methods, best perceptual level first
     plus_w_gan: float = 2e-2             # adversarial weight of the third level ('srgan_plus', SRGAN fine-tuned)
@@ -68,15 +74,18 @@ class Profile:
     rank_patch: int = 296                # rank-dataset patch size
     rank_stride: int = 148               # sliding-window stride
     rank_sharpness_min: float = 40.0     # keep patches whose sharpness >= this (for 296-px patches; scaled by area, 04)
-    rank_diff_min: float = 0.1           # keep tuples whose labels differ by more than this between every two adjacent levels
-    rank_noise_k: float = 0.0            # admit a level only if its median label gap to the level above exceeds k x NIQE's retest noise (0: off)
+    rank_diff_min: float = 0.1           # keep tuples whose labels differ by more than this between every two adjacent
+                                         # levels
+    rank_noise_k: float = 0.0            # admit a level only if its median label gap to the level above exceeds k x
+                                         # NIQE's retest noise (0: off)
     rank_max_per_image: int = 200        # at most this many triplets per source image
     rank_val_frac: float = 0.1           # held-out fraction, split by source image
     label_metric: str = 'niqe'           # metric-registry name used for labels
     ranker_iters: int = 400_000          # Ranker iterations
     ranker_batch: int = 16               # pairs per Ranker batch
     ranker_crop: int = 0                 # Ranker training/check crop inside a rank patch; 0: the whole patch (official)
-    ranker_cross: float = 0.0            # fraction of Ranker pairs drawn across locations (labels far enough apart); 0: official
+    ranker_cross: float = 0.0            # fraction of Ranker pairs drawn across locations (labels far enough apart); 0:
+                                         # official
     ranker_lr: float = 1e-4              # Adam lr of the Ranker
     ranker_wd: float = 1e-4              # Adam weight decay of the Ranker
     ranker_lr_steps: tuple = (0.25, 0.5)  # [100k, 200k] of 400k
@@ -94,104 +103,90 @@ class Profile:
         "The Ranker's BatchNorm mode inside GAN training, fixed by `ranker_design`."
         return 'train' if self.ranker_design == 'official' else 'eval'
 
+# %% ../nbs/00a_config.ipynb #a5a7f1db
+PROFILES = {
+    'paper': Profile(name='paper', train_data='DIV2K', test_data='PIRM,Set14,BSD100'),
+    'cpu': Profile(
+        name='cpu', train_data='SunHays80', test_data='Set14,CBSD68', val_data='Set5', g_init='identity',
+        hr_patch=96, batch_size=8, sr_iters=3000, sr_lr_steps=(0.5, 0.75),
+        gan_iters=600, gan_lr_steps=(), w_gan=2e-2, w_fea_random=30.0, gan_seeds=(10, 11), w_R=3e-3, plus_iters=300,
+        rank_levels=('hr', 'srgan', 'srresnet'), rank_noise_k=2.0, ranker_design='eval', ranker_crop=96,
+        ranker_iters=600, ranker_batch=8, ranker_lr_steps=(),
+        val_every=100, ckpt_every=100, log_every=10, val_max_images=5),
+    'smoke': Profile(
+        name='smoke', g_nf=8, g_nb=2, d_nf=8, r_nf=8, vgg_weights='random', g_init='identity',
+        hr_patch=32, batch_size=2,
+        sr_iters=30, sr_lr=2e-3, gan_iters=6, plus_iters=4, rank_patch=200, rank_stride=100, rank_max_per_image=4,
+        rank_sharpness_min=0.0, rank_diff_min=0.0,
+        ranker_iters=6, ranker_batch=4,
+        val_every=6, ckpt_every=4, log_every=2, val_max_images=1),
+}
+
 # %% ../nbs/00a_config.ipynb #3e4ade9a
-_TYPES = {f.name: f.type for f in fields(Profile)}                  # 'int', 'float', ... (annotations as strings)
-_KIND = {'float': 'a finite number', 'int': 'an integer', 'bool': 'True or False', 'str': 'a string', 'tuple': 'a tuple'}
-_ITEMS = {'sr_lr_steps': 'float', 'gan_lr_steps': 'float', 'ranker_lr_steps': 'float', 'rank_levels': 'str', 'gan_seeds': 'int'}
-
-def _is(v, want: str) -> bool:
-    "Whether `v` is of the annotated type `want` (an int is no bool; a float is finite and may be an int)."
-    if want == 'float': return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    if want == 'int': return isinstance(v, int) and not isinstance(v, bool)
-    return isinstance(v, {'bool': bool, 'str': str, 'tuple': tuple}[want])
-
-def _check_types(p: Profile) -> None:
-    "Raise a TypeError naming the field whose value, or an item of whose tuple, has the wrong type."
-    for k, want in _TYPES.items():
-        v = getattr(p, k)
-        if not _is(v, want): raise TypeError(f'{k}={v!r} must be {_KIND[want]}')
-        if k in _ITEMS and not all(_is(x, _ITEMS[k]) for x in v):
-            raise TypeError(f'{k}={v!r} must hold {_ITEMS[k]} values, e.g. {getattr(Profile, k)!r}')
+_TYPES = {f.name: f.type for f in fields(Profile)}   # each setting's kind: 'int', 'float', ... (annotations as strings)
+_ITEMS = {'sr_lr_steps': 'float', 'gan_lr_steps': 'float', 'ranker_lr_steps': 'float',   # the kind of the items
+          'rank_levels': 'str', 'gan_seeds': 'int'}                                      # of each tuple setting
 
 # %% ../nbs/00a_config.ipynb #d9276d2a
-CHOICES = {'rank_reduction': ('sum', 'mean'), 'ranker_design': ('official', 'eval'), 'g_init': ('official', 'identity'), 'scale': (2, 3, 4),
-           'vgg_layer': ('conv1_2', 'conv2_2', 'conv3_4', 'conv4_4', 'conv5_4')}
-_POSITIVE = ('sr_lr', 'gan_lr', 'ranker_lr', 'ranker_clamp', 'batch_size', 'rank_stride', 'rank_max_per_image', 'val_max_images')
-_NONNEGATIVE = ('seed', 'w_pix', 'w_fea', 'w_fea_random', 'w_gan', 'w_R', 'plus_w_gan', 'ranker_wd', 'ranker_margin', 'rank_noise_k')
+CHOICES = {'rank_reduction': ('sum', 'mean'), 'ranker_design': ('official', 'eval'), 'g_init': ('official', 'identity'),
+           'scale': (2, 3, 4), 'vgg_layer': ('conv1_2', 'conv2_2', 'conv3_4', 'conv4_4', 'conv5_4')}
 
-def _check_ranges(p: Profile) -> None:
-    "Raise a ValueError naming the first field whose value is not one of its choices or is out of its range."
+def _check_choices(p: Profile) -> None:
+    "A ValueError naming the first setting that is not one of its CHOICES."
     for k, allowed in CHOICES.items():
         if getattr(p, k) not in allowed: raise ValueError(f'{k}={getattr(p, k)!r} is not one of {list(allowed)}')
-    for k in [f.name for f in fields(p) if f.name.endswith(('_iters', '_every', '_nf', '_nb', '_patch', '_batch'))] + list(_POSITIVE):
+
+# %% ../nbs/00a_config.ipynb #8a29cd59
+_POSITIVE = ('sr_lr', 'gan_lr', 'ranker_lr', 'ranker_clamp', 'batch_size', 'rank_stride', 'rank_max_per_image',
+             'val_max_images')
+_NONNEGATIVE = ('seed', 'w_pix', 'w_fea', 'w_fea_random', 'w_gan', 'w_R', 'plus_w_gan', 'ranker_wd', 'ranker_margin',
+                'rank_noise_k')
+
+def _check_signs(p: Profile) -> None:
+    "A ValueError naming the first count, size or rate that is not above 0, or weight that is below 0."
+    sizes = [f.name for f in fields(p) if f.name.endswith(('_iters', '_every', '_nf', '_nb', '_patch', '_batch'))]
+    for k in sizes + list(_POSITIVE):
         if getattr(p, k) <= 0: raise ValueError(f'{k} must be > 0, got {getattr(p, k)!r}')
     for k in _NONNEGATIVE:
         if getattr(p, k) < 0: raise ValueError(f'{k} must be >= 0, got {getattr(p, k)!r}')
-    if not 0 < p.lr_gamma <= 1: raise ValueError(f'lr_gamma (the factor of each learning-rate step) must be in (0, 1], got {p.lr_gamma!r}')
+
+# %% ../nbs/00a_config.ipynb #0d392d82
+def _check_ranges(p: Profile) -> None:
+    "A ValueError naming the first factor, fraction or seed list outside its range."
+    if not 0 < p.lr_gamma <= 1:
+        raise ValueError(f'lr_gamma (the factor of each learning-rate step) must be in (0, 1], got {p.lr_gamma!r}')
     if not 0 <= p.rank_val_frac < 1: raise ValueError(f'rank_val_frac must be in [0, 1), got {p.rank_val_frac}')
     if not 0 <= p.ranker_cross < 1: raise ValueError(f'ranker_cross must be in [0, 1), got {p.ranker_cross}')
     if not p.gan_seeds or min(p.gan_seeds) < 0 or len(set(p.gan_seeds)) != len(p.gan_seeds):
         raise ValueError(f'gan_seeds must be one or more different seeds >= 0, got {p.gan_seeds!r}')
 
 # %% ../nbs/00a_config.ipynb #e5c66ca5
-def _check_profile(p: Profile) -> Profile:
-    "Raise a `TypeError`/`ValueError` naming the field if a value of `p` has the wrong type or is out of range."
-    _check_types(p); _check_ranges(p)
-    if p.hr_patch < 32: raise ValueError(f'hr_patch must be >= 32 (the discriminator halves it five times), got {p.hr_patch}')
+def _check_dependencies(p: Profile) -> None:
+    "A ValueError naming the first setting that does not fit the others (patch sizes, milestones, levels)."
+    if p.hr_patch < 32:
+        raise ValueError(f'hr_patch must be >= 32 (the discriminator halves it five times), got {p.hr_patch}')
     if p.hr_patch % p.scale: raise ValueError(f'hr_patch={p.hr_patch} must be a multiple of scale={p.scale}')
     for k in ('sr_lr_steps', 'gan_lr_steps', 'ranker_lr_steps'):
         steps = getattr(p, k)
         if not all(0 < s < 1 for s in steps) or list(steps) != sorted(steps):
             raise ValueError(f'{k} must be increasing fractions in (0, 1), got {steps!r}')
-    if p.rank_patch < 200: raise ValueError(f'rank_patch must be >= 200 (NIQE labels need 2x2 blocks of 96 after a 4-pixel shave), got {p.rank_patch}')
+    if p.rank_patch < 200: raise ValueError('rank_patch must be >= 200 (NIQE labels need 2x2 blocks of 96 after a '
+                                            f'4-pixel shave), got {p.rank_patch}')
     if p.ranker_crop and not 32 <= p.ranker_crop <= p.rank_patch:
-        raise ValueError(f'ranker_crop must be 0 (the whole rank patch) or between 32 and rank_patch={p.rank_patch}, got {p.ranker_crop}')
+        raise ValueError(f'ranker_crop must be 0 (the whole rank patch) or between 32 and rank_patch={p.rank_patch}, '
+                         f'got {p.ranker_crop}')
     if len(set(p.rank_levels)) < 2 or len(set(p.rank_levels)) != len(p.rank_levels):
         raise ValueError(f'rank_levels needs at least 2 different SR methods, got {p.rank_levels!r}')
+
+# %% ../nbs/00a_config.ipynb #2c6040fe
+def _check_profile(p: Profile) -> Profile:
+    "`p`, or a `TypeError`/`ValueError` naming the first setting with the wrong type, out of range or not fitting."
+    check_types(p, _ITEMS)
+    _check_choices(p)
+    _check_signs(p)
+    _check_ranges(p)
+    _check_dependencies(p)
     return p
-
-# %% ../nbs/00a_config.ipynb #a5a7f1db
-PROFILES = {
-    'paper': _check_profile(Profile(name='paper', train_data='DIV2K', test_data='PIRM,Set14,BSD100')),
-    'cpu': _check_profile(Profile(
-        name='cpu', train_data='SunHays80', test_data='Set14,CBSD68', val_data='Set5', g_init='identity',
-        hr_patch=96, batch_size=8, sr_iters=3000, sr_lr_steps=(0.5, 0.75),
-        gan_iters=600, gan_lr_steps=(), w_gan=2e-2, w_fea_random=30.0, gan_seeds=(10, 11), w_R=3e-3, plus_iters=300,
-        rank_levels=('hr', 'srgan', 'srresnet'), rank_noise_k=2.0, ranker_design='eval', ranker_crop=96,
-        ranker_iters=600, ranker_batch=8, ranker_lr_steps=(),
-        val_every=100, ckpt_every=100, log_every=10, val_max_images=5)),
-    'smoke': _check_profile(Profile(
-        name='smoke', g_nf=8, g_nb=2, d_nf=8, r_nf=8, vgg_weights='random', g_init='identity',
-        hr_patch=32, batch_size=2,
-        sr_iters=30, sr_lr=2e-3, gan_iters=6, plus_iters=4, rank_patch=200, rank_stride=100, rank_max_per_image=4,
-        rank_sharpness_min=0.0, rank_diff_min=0.0,
-        ranker_iters=6, ranker_batch=4,
-        val_every=6, ckpt_every=4, log_every=2, val_max_images=1)),
-}
-
-# %% ../nbs/00a_config.ipynb #710e2286
-def _coerce_item(name, v):
-    "One item of a tuple field: a float for the learning-rate steps (strings parsed), a string for rank_levels, an int for gan_seeds."
-    if _ITEMS[name] == 'str': return str(v).strip()
-    if _ITEMS[name] == 'int' and not isinstance(v, bool) and float(v).is_integer(): return int(float(v))
-    if isinstance(v, bool): raise TypeError(v)
-    return float(v)
-
-def _coerce(name, value):
-    "Convert an override to the type of field `name` (items of tuples too), or raise a `TypeError` that says what was expected."
-    want = _TYPES[name]
-    if want == 'tuple' and isinstance(value, (str, list, tuple)):
-        if isinstance(value, str): value = [v.strip() for v in value.split(',') if v.strip()]
-        try: return tuple(_coerce_item(name, v) for v in value)
-        except (TypeError, ValueError): raise TypeError(f'{name} expects {_ITEMS[name]} items, got {value!r}') from None
-    if want == 'bool' and isinstance(value, str) and value.lower() in ('true', 'false', '1', '0'): return value.lower() in ('true', '1')
-    if want == 'int' and isinstance(value, float) and value.is_integer(): return int(value)
-    if want == 'int' and isinstance(value, str) and value.strip().lstrip('+-').isdigit(): return int(value)
-    if want == 'float' and isinstance(value, (int, float, str)) and not isinstance(value, bool):
-        with contextlib.suppress(ValueError): return float(value)
-    if want == 'str' and isinstance(value, os.PathLike): return str(value)
-    if _is(value, want) and want != 'float': return value
-    raise TypeError(f'{name} expects {want}, got {value!r} ({type(value).__name__})')
 
 # %% ../nbs/00a_config.ipynb #d3d70176
 STAGES = {'srresnet': 'SRResNet',       # 03: the PSNR-oriented generator
@@ -201,8 +196,9 @@ STAGES = {'srresnet': 'SRResNet',       # 03: the PSNR-oriented generator
 MULTI_PREFIX = 'multi_'                 # 06: one generator stage per weight setting, multi_<setting>
 SEED_TAG = '_s'                         # 05: a GAN stage of a later seed of gan_seeds, <stage>_s<seed>
 
+# %% ../nbs/00a_config.ipynb #8c671057
 def seed_stage(stage: str, seed: int, seeds: tuple) -> str:
-    "The folder of `stage` trained with `seed`: the plain name for the first of `seeds`, '<stage>_s<seed>' for the others."
+    "The folder of `stage` trained with `seed`: the plain name for the first of `seeds`, else '<stage>_s<seed>'."
     if seed not in seeds: raise ValueError(f'seed {seed} is not one of gan_seeds={tuple(seeds)}')
     return stage if seed == seeds[0] else f'{stage}{SEED_TAG}{seed}'
 
@@ -211,8 +207,9 @@ def split_seed(stage: str) -> tuple[str, int | None]:
     base, tag, s = stage.rpartition(SEED_TAG)
     return (base, int(s)) if tag and base in STAGES and s.isdigit() else (stage, None)
 
+# %% ../nbs/00a_config.ipynb #2318174e
 def stage_label(stage: str) -> str:
-    "Row label of a stage folder: STAGES, 'SRGAN (seed 11)' for srgan_s11, 'MultiRanker(<setting>)' for multi_<setting>, else the folder name."
+    "Row label of a stage folder: STAGES, 'SRGAN (seed 11)', 'MultiRanker(<setting>)', else the folder name."
     base, seed = split_seed(stage)
     if seed is not None: return f'{STAGES[base]} (seed {seed})'
     if stage in STAGES: return STAGES[stage]
@@ -220,46 +217,12 @@ def stage_label(stage: str) -> str:
     return stage
 
 # %% ../nbs/00a_config.ipynb #9a4c25d3
+KNOWN_METRICS = {'niqe', 'psnr', 'ssim', 'delta_e', 'psnr_rgb', 'grid'}   # 01's registry; register_metric adds to it
 _LEVELS = ('hr', 'bicubic', *STAGES)       # level names 04 knows without a checkpoint path
-_LABELS = ('niqe', 'psnr', 'ssim', 'level')  # label metrics known without importing the registry (and torch)
 
-def _unknown(setting: str, value, known) -> ValueError:
-    near = difflib.get_close_matches(str(value), [str(k) for k in known], 1)
-    return ValueError(f'{setting}={value!r} is unknown' + (f' (did you mean {near[0]!r}?)' if near else '') + f'; known: {sorted(known)}')
-
-def check_device(device: str,   # a torch device string: 'cpu', 'cuda', 'cuda:1', 'mps', ...
-                 ) -> str:
-    "`device` if it is a torch device that this machine has; else a ValueError that says why and how to check."
-    import torch
-    try: d = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise ValueError(f"device={device!r} is not a torch device: use 'auto', 'cpu', 'cuda', 'cuda:1' "
-                         "or 'mps'") from None
-    why, check = '', ''
-    if d.type == 'cuda':
-        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if not n: why = ('this PyTorch is built without CUDA' if torch.version.cuda is None
-                         else 'PyTorch sees no CUDA GPU (the driver? CUDA_VISIBLE_DEVICES?)')
-        elif d.index is not None and d.index >= n: why = f'it has {n} CUDA GPU(s), cuda:0 to cuda:{n - 1}'
-        check = 'python -c "import torch; print(torch.cuda.is_available(), torch.cuda.device_count())"'
-    elif d.type == 'mps' and not (getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available()):
-        why = "Apple's MPS is not available"
-        check = 'python -c "import torch; print(torch.backends.mps.is_available())"'
-    if why: raise ValueError(f"device={device!r} is not available on this machine: {why} (torch {torch.__version__}). "
-                             f"Use 'auto' (CUDA, then MPS, then the CPU) or 'cpu'; check with: {check}")
-    return device
-
-def _check_names(p: Profile) -> Profile:
-    "Check the settings that name things: device, label metric, rank levels, data sets or folders, VGG19 weights."
-    if p.device != 'auto': check_device(p.device)
-    if p.label_metric not in _LABELS:
-        from ranksrgan_nb.metrics import METRICS
-        if p.label_metric not in METRICS: raise _unknown('label_metric', p.label_metric, [*METRICS, 'level'])
-    for lv in p.rank_levels:
-        if lv not in _LEVELS and not Path(lv).expanduser().is_file() and difflib.get_close_matches(lv, _LEVELS, 1, 0.75):
-            raise _unknown('a level of rank_levels', lv, _LEVELS)
-    if p.vgg_weights not in ('auto', 'imagenet', 'random') and not Path(p.vgg_weights).expanduser().is_file():
-        raise ValueError(f"vgg_weights={p.vgg_weights!r} is not 'auto', 'imagenet', 'random' or an existing file")
+# %% ../nbs/00a_config.ipynb #fb7c0612
+def _check_data_names(p: Profile) -> None:
+    "A ValueError for a data setting that names no images, or a part that is no folder and no known dataset."
     for k in ('train_data', 'test_data', 'val_data'):
         if not getattr(p, k).replace(',', '').strip():
             raise ValueError(f"{k}={getattr(p, k)!r} names no images: use 'sample' (the bundled photographs), "
@@ -268,7 +231,22 @@ def _check_names(p: Profile) -> Profile:
             if part == 'sample' or Path(part).expanduser().is_dir(): continue
             from ranksrgan_nb.data import DATASET_ALIASES, DATASETS
             if part not in DATASETS and part not in DATASET_ALIASES:
-                raise _unknown(f'a part of {k}', part, ['sample', *DATASET_ALIASES, *DATASETS, '<an existing folder>'])
+                known = ['sample', *DATASET_ALIASES, *DATASETS, '<an existing folder>']
+                raise did_you_mean(f'a part of {k}', part, known)
+
+# %% ../nbs/00a_config.ipynb #b1fdac2e
+def _check_names(p: Profile) -> Profile:
+    "Check the settings that name things: device, label metric, rank levels, data sets or folders, VGG19 weights."
+    if p.device != 'auto': check_device(p.device)
+    if p.label_metric not in (*KNOWN_METRICS, 'level'):
+        raise did_you_mean('label_metric', p.label_metric, [*KNOWN_METRICS, 'level'])
+    for lv in p.rank_levels:
+        if (lv not in _LEVELS and not Path(lv).expanduser().is_file()
+                and difflib.get_close_matches(lv, _LEVELS, 1, 0.75)):
+            raise did_you_mean('a level of rank_levels', lv, _LEVELS)
+    if p.vgg_weights not in ('auto', 'imagenet', 'random') and not Path(p.vgg_weights).expanduser().is_file():
+        raise ValueError(f"vgg_weights={p.vgg_weights!r} is not 'auto', 'imagenet', 'random' or an existing file")
+    _check_data_names(p)
     return p
 
 # %% ../nbs/00a_config.ipynb #9301c967
@@ -279,9 +257,15 @@ def get_profile(profile: str | Profile = 'smoke',  # 'smoke', 'cpu', 'paper', or
     elif profile in PROFILES: base = PROFILES[profile]
     else: raise ValueError(f'unknown profile {profile!r}; valid profiles: {list(PROFILES)}')
     unknown = [k for k in overrides if k not in _TYPES or k == 'name']
-    if unknown: raise ValueError(f'unknown setting(s) {unknown}; valid settings: {[k for k in _TYPES if k != "name"]}')
-    changes = {k: _coerce(k, v) for k, v in overrides.items() if v is not None}
+    if unknown:
+        raise ValueError(f'unknown setting(s) {unknown}; valid settings: {[k for k in _TYPES if k != "name"]}')
+    changes = {k: coerce(k, v, _TYPES[k], _ITEMS.get(k)) for k, v in overrides.items() if v is not None}
     return _check_names(_check_profile(dataclasses.replace(base, **changes)))
+
+# %% ../nbs/00a_config.ipynb #361c5f9c
+def seed_profile(cfg: Profile, seed: int | None = None) -> Profile:
+    "The profile with `seed` as its seed (None: the first of gan_seeds): what one SRGAN/RankSRGAN pair trains with."
+    return get_profile(cfg, seed=cfg.gan_seeds[0] if seed is None else seed)
 
 # %% ../nbs/00a_config.ipynb #0c55003b
 def project_root(start: str | Path | None = None) -> Path:
@@ -292,6 +276,7 @@ def project_root(start: str | Path | None = None) -> Path:
         if ini.is_file() and 'lib_name = ranksrgan_nb' in ini.read_text(errors='ignore'): return d
     return start
 
+# %% ../nbs/00a_config.ipynb #79dfbd80
 def resolve_dirs(profile: Profile,                 # the resolved profile
                  run_dir: str | Path | None = None,  # None: <root>/runs/<profile>
                  fig_dir: str | Path | None = None,  # None: <root>/figures/<profile>
@@ -303,3 +288,6 @@ def resolve_dirs(profile: Profile,                 # the resolved profile
             for given, sub in ((run_dir, 'runs'), (fig_dir, 'figures'), (results_dir, 'results'))]
     for d in dirs: d.mkdir(parents=True, exist_ok=True)
     return tuple(d.resolve() for d in dirs)
+
+# %% ../nbs/00a_config.ipynb #a845cfda
+_all_ = ['check_device']   # moved to checks (issue 22); still exported from here for old imports

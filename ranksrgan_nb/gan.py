@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import Profile, get_profile, seed_stage, split_seed, stage_label
+from .config import Profile, seed_profile, seed_stage, split_seed, stage_label
 from .data import TestImageDataset, bicubic_degrade, img2tensor, modcrop, tensor2img
 from .metrics import get_metric
 from .models import CheckpointError, UnreadableCheckpoint, VGGFeatures, warn_random_vgg
@@ -29,9 +29,9 @@ from .train import (ARCH_KEYS, TrainState, autocast, build_discriminator, build_
 
 # %% auto #0
 __all__ = ['GanWeights', 'generator_losses', 'discriminator_losses', 'make_gan_step', 'gan_weights', 'gan_state', 'train_gan',
-           'seed_profile', 'gan_runs', 'RankContentLoss', 'checkpoint_path', 'load_fitting', 'train_ranksrgan',
-           'probe_crops', 'refine_pixels', 'pixel_probe', 'verdict', 'rank_term_trend', 'plot_convergence',
-           'ensure_srgan', 'ensure_ranksrgan', 'ensure_gan_runs', 'ensure_srgan_plus', 'level_builder']
+           'gan_runs', 'RankContentLoss', 'checkpoint_path', 'load_fitting', 'train_ranksrgan', 'probe_crops',
+           'refine_pixels', 'pixel_probe', 'verdict', 'rank_term_trend', 'plot_convergence', 'ensure_srgan',
+           'ensure_ranksrgan', 'ensure_gan_runs', 'ensure_srgan_plus', 'level_builder', 'seed_profile']
 
 # %% ../nbs/05_train_gan.ipynb #5a3bc7b1
 @dataclass
@@ -129,9 +129,7 @@ def train_gan(cfg: Profile, run_dir: str | os.PathLike,
     return save_final(run_dir, stage, {'G': G.state_dict(), 'D': D.state_dict()}, meta)
 
 # %% ../nbs/05_train_gan.ipynb #17d3d330
-def seed_profile(cfg: Profile, seed: int) -> Profile:
-    "The profile with `seed` as its seed: what one SRGAN/RankSRGAN pair trains with (D's initial weights, the data order)."
-    return get_profile(cfg, seed=seed)
+_all_ = ['seed_profile']   # moved to 00a_config (the one reader of gan_seeds[0]); still exported from here
 
 def gan_runs(cfg: Profile) -> list[tuple[int, str, str]]:
     "(seed, SRGAN stage, RankSRGAN stage) for each seed of gan_seeds, in order."

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from scipy.special import gamma as _gamma
 from skimage.color import deltaE_ciede2000, rgb2lab
 
+from .config import KNOWN_METRICS
 from .data import ROUNDING_SLACK, resize_band, stripe_rows, to_rgb, imresize, resize_taps, rgb_to_y
 
 # %% auto #0
@@ -456,10 +457,11 @@ METRICS: dict[str, Metric] = {}
 def register_metric(name: str, fn: Callable, higher_is_better: bool, full_reference: bool,
                     overwrite: bool = False,  # replace an existing entry
                     ) -> Metric:
-    "Add a metric to `METRICS` (an error if the name is taken, unless overwrite)."
+    "Add a metric to `METRICS` and its name to `config.KNOWN_METRICS` (an error if taken, unless overwrite)."
     if name in METRICS and not overwrite:
         raise ValueError(f'metric {name!r} is already registered; pass overwrite=True to replace it')
     METRICS[name] = Metric(name, fn, bool(higher_is_better), bool(full_reference))
+    KNOWN_METRICS.add(name)                       # profiles may name it (config checks names against this)
     return METRICS[name]
 
 def get_metric(name: str) -> Metric:

@@ -108,9 +108,32 @@ def test_a_profile_made_directly_is_type_checked():
 
 
 def test_registered_names_are_accepted(tmp_path):
+    from ranksrgan_nb.config import KNOWN_METRICS
     from ranksrgan_nb.metrics import METRICS, register_metric
+    with pytest.raises(ValueError, match="label_metric='my_metric' is unknown"):
+        get_profile('smoke', label_metric='my_metric')
     register_metric('my_metric', lambda x, crop_border=0: 0.0, higher_is_better=False, full_reference=False)
     try:
         assert get_profile('smoke', label_metric='my_metric', test_data=str(tmp_path)).label_metric == 'my_metric'
     finally:
         METRICS.pop('my_metric')
+        KNOWN_METRICS.discard('my_metric')
+
+
+def test_known_metrics_are_the_registry_and_need_no_torch():
+    import subprocess
+    import sys
+    code = ("import sys; from ranksrgan_nb.config import get_profile; "
+            "assert get_profile('smoke', label_metric='grid').label_metric == 'grid'; "
+            "assert 'torch' not in sys.modules and 'ranksrgan_nb.metrics' not in sys.modules")
+    subprocess.run([sys.executable, '-c', code], check=True)
+    code = ("from ranksrgan_nb.config import KNOWN_METRICS; from ranksrgan_nb.metrics import METRICS; "
+            "assert set(METRICS) == KNOWN_METRICS, (sorted(METRICS), sorted(KNOWN_METRICS))")
+    subprocess.run([sys.executable, '-c', code], check=True)      # the built-in names, written out in config
+
+
+def test_seed_profile_reads_the_first_seed():
+    from ranksrgan_nb.config import seed_profile
+    two = get_profile('smoke', gan_seeds=(10, 11), seed=3)
+    assert (seed_profile(two).seed, seed_profile(two, 11).seed) == (10, 11)
+    assert dataclasses.replace(seed_profile(two, 11), seed=3) == two

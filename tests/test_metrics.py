@@ -16,7 +16,7 @@ from skimage import data as skdata
 from skimage.metrics import peak_signal_noise_ratio as sk_psnr, structural_similarity as sk_ssim
 
 from ranksrgan_nb import metrics as M
-from ranksrgan_nb.config import project_root
+from ranksrgan_nb.config import KNOWN_METRICS, project_root
 from ranksrgan_nb.data import bicubic_degrade, imresize, img2tensor, read_image, rgb_to_y, tensor2img
 
 torch.set_num_threads(1)  # robust when other processes share the cores (CI, nbdev_test workers)
@@ -377,7 +377,9 @@ def test_registry_unknown_register_and_orient():
         assert M.get_metric('test_ma') is m and M.orient('test_ma', 7.0) == -7.0
         M.register_metric('test_ma', lambda img, crop_border=4: 1.0, False, False, overwrite=True)
         assert M.orient('test_ma', 7.0) == 7.0
-    finally: M.METRICS.pop('test_ma', None)
+    finally:
+        M.METRICS.pop('test_ma', None)
+        KNOWN_METRICS.discard('test_ma')
     np.testing.assert_array_equal(M.orient('psnr', [30.0, 25.0]), [-30.0, -25.0])
     assert torch.equal(M.orient('ssim', torch.tensor([0.9])), torch.tensor([-0.9]))
     assert torch.equal(M.orient(M.get_metric('niqe'), torch.tensor([3.0, 5.0])), torch.tensor([3.0, 5.0]))
