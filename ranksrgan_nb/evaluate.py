@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from .config import STAGES, Profile, split_seed, stage_label
 from .data import TestImageDataset, bicubic_upsample, file_stamp, read_image, stamped_folder, write_image
-from .metrics import METRICS, get_metric, orient, psnr
+from .metrics import METRICS, comparison_grid, get_metric, orient, psnr
 from .models import RRDBNet, SRResNet, load_official
 from .train import final_path, load_checkpoint, load_generator, save_atomic, super_resolve
 
@@ -31,8 +31,8 @@ __all__ = ['ARCHS', 'BENCHMARKS', 'LABELS', 'DECIMALS', 'LITERATURE_BICUBIC', 'P
            'parse_official', 'metric_names', 'image_metrics', 'method_cache', 'sr_image', 'evaluate', 'results_table',
            'to_markdown', 'bicubic_vs_literature', 'paired_differences', 'paired_stats', 'paired_table',
            'paired_markdown', 'plot_paired', 'colour_check', 'pd_points', 'pd_plane', 'before_after',
-           'before_after_widget', 'detail_box', 'caption', 'comparison_grid', 'visual_comparison', 'write_shipped',
-           'shipped_rows', 'shipped_readme']
+           'before_after_widget', 'visual_comparison', 'write_shipped', 'shipped_rows', 'shipped_readme', 'detail_box',
+           'caption', 'comparison_grid']
 
 # %% ../nbs/07_evaluate.ipynb #68684ac3
 @dataclass(frozen=True)
@@ -378,44 +378,6 @@ def before_after_widget(images: dict[str, dict[str, np.ndarray]],  # {image labe
     draw()
     return W.VBox([W.HBox([pick, a, b]), split, view])
 
-# %% ../nbs/07_evaluate.ipynb #bd3034bc
-def detail_box(hr: np.ndarray, size: tuple[int, int] = (120, 160), steps: int = 5) -> tuple[int, int, int, int]:
-    "(y0, y1, x0, x1) of the window of `size` with the most detail (mean |gradient| of gray) on a `steps` x `steps` grid."
-    h, w = hr.shape[:2]
-    ch, cw = min(size[0], h), min(size[1], w)
-    g = hr.astype(np.float64).mean(-1) if hr.ndim == 3 else hr.astype(np.float64)
-    d = np.zeros_like(g); d[:, 1:] += np.abs(np.diff(g, axis=1)); d[1:] += np.abs(np.diff(g, axis=0))
-    ys, xs = np.linspace(0, h - ch, steps).round().astype(int), np.linspace(0, w - cw, steps).round().astype(int)
-    y0, x0 = max(((y, x) for y in ys for x in xs), key=lambda p: d[p[0]:p[0] + ch, p[1]:p[1] + cw].mean())
-    return int(y0), int(y0 + ch), int(x0), int(x0 + cw)
-
-# %% ../nbs/07_evaluate.ipynb #bf213ff0
-def caption(img: np.ndarray, hr: np.ndarray | None = None, scale: int = 4) -> str:
-    "'NIQE x / y dB': NIQE of the whole image (when it is large enough) and PSNR-Y against `hr`, both with crop_border=scale."
-    cap = []
-    try: cap.append(f'NIQE {get_metric("niqe")(img, crop_border=scale):.2f}')
-    except ValueError: pass                                               # smaller than NIQE's 2x2 blocks
-    if hr is not None: cap.append(f'{get_metric("psnr")(img, hr, crop_border=scale):.2f} dB')
-    return ' / '.join(cap)
-
-def comparison_grid(rows: dict[str, dict[str, np.ndarray]],           # {row label: {column title: uint8 image}}
-                    captions: dict[str, dict[str, str]] | None = None,  # {row: {column: text}}; None: caption() of each
-                    crops: dict[str, tuple[int, int, int, int]] | None = None,  # {row: (y0, y1, x0, x1)}; None: detail_box
-                    reference: str = 'HR', scale: int = 4, size: tuple[int, int] = (120, 160)):
-    "Images side by side, a row per image with the same crop in every column, titled with captions; returns the figure."
-    import matplotlib.pyplot as plt
-    ncol = max(len(r) for r in rows.values())
-    fig, axs = plt.subplots(len(rows), ncol, figsize=(2.4 * ncol, 2.6 * len(rows)), squeeze=False)
-    for axr, (label, row) in zip(axs, rows.items()):
-        ref = row.get(reference)
-        y0, y1, x0, x1 = (crops or {}).get(label) or detail_box(ref if ref is not None else next(iter(row.values())), size)
-        for ax, (title, im) in zip(axr, row.items()):
-            cap = captions[label].get(title, '') if captions is not None else caption(im, None if title == reference else ref, scale)
-            ax.imshow(im[y0:y1, x0:x1]); ax.axis('off'); ax.set_title(title + ('\n' + cap if cap else ''), fontsize=9)
-        axr[0].text(-0.06, 0.5, label, rotation=90, transform=axr[0].transAxes, ha='right', va='center', fontsize=9)
-    fig.tight_layout()
-    return fig
-
 # %% ../nbs/07_evaluate.ipynb #c845bc9e
 def _caption(v: pd.Series, image: str, method: str) -> str:
     "'NIQE x / y dB' from the tidy values of one image and method (parts that are missing left out)."
@@ -497,3 +459,7 @@ def shipped_readme(files: dict[str, Path],         # write_shipped's result
     readme = Path(next(iter(files.values()))).parent / 'README.md'
     readme.write_text(text)
     return readme
+
+# %% ../nbs/07_evaluate.ipynb #04b097f4
+from .metrics import caption, detail_box  # noqa: F401  (moved to 01_metrics; comparison_grid is imported above)
+_all_ = ['detail_box', 'caption', 'comparison_grid']

@@ -1,5 +1,6 @@
 """Tests of ranksrgan_nb.metrics against independent references: scikit-image (PSNR, SSIM), published MATLAB
-NIQE values (the parity images, when a folder holds them: $RANKSRGAN_PARITY_DIR or shared/parity beside the clone), a literal NumPy transcription of the MATLAB NIQE code, and brute-force scans."""
+NIQE values (the parity images, when a folder holds them: $RANKSRGAN_PARITY_DIR or shared/parity beside the clone),
+a literal NumPy transcription of the MATLAB NIQE code (tests/niqe_reference.py), and brute-force scans."""
 import dataclasses
 import math
 import os
@@ -10,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 from scipy import ndimage
-from scipy.special import gamma
 from scipy.stats import gennorm
 from skimage import data as skdata
 from skimage.metrics import peak_signal_noise_ratio as sk_psnr, structural_similarity as sk_ssim
@@ -18,6 +18,8 @@ from skimage.metrics import peak_signal_noise_ratio as sk_psnr, structural_simil
 from ranksrgan_nb import metrics as M
 from ranksrgan_nb.config import KNOWN_METRICS, project_root
 from ranksrgan_nb.data import bicubic_degrade, imresize, img2tensor, read_image, rgb_to_y, tensor2img
+
+from niqe_reference import W7, ref_aggd, ref_niqe, ref_y
 
 torch.set_num_threads(1)  # robust when other processes share the cores (CI, nbdev_test workers)
 ASTRO = skdata.astronaut()
@@ -65,7 +67,8 @@ def test_tensor_quantisation_is_tensor2img():
     t[0, 0, 0, :4] = torch.tensor([0.5 / 255, 1.5 / 255, 254.5 / 255, 1.0])
     q = M._quantise(t)[0]
     for i in range(3): np.testing.assert_array_equal(q[i].permute(1, 2, 0).numpy(), tensor2img(t[i:i + 1]))
-    t2 = torch.full((1, 3, 4, 4), 0.5); t2[0, 0, 0, 0], t2[0, 1, 0, 0] = -0.2, 1.2
+    t2 = torch.full((1, 3, 4, 4), 0.5)
+    t2[0, 0, 0, 0], t2[0, 1, 0, 0] = -0.2, 1.2
     with pytest.raises(ValueError, match=r'in \[0, 1\], got values -0.2..1.2'):   # further out: an error, not a clamp
         M._quantise(t2)
 
@@ -95,7 +98,8 @@ def test_psnr_ssim_against_skimage(shape, crop):
     assert abs(M.psnr(sr, hr, crop) - sk_psnr(_y(hr)[c], _y(sr)[c], data_range=255)) < 1e-6
     assert abs(M.psnr(sr, hr, crop, 'rgb') - sk_psnr(hr[c].astype(float), sr[c].astype(float), data_range=255)) < 1e-6
     assert abs(M.ssim(sr, hr, crop) - sk_ssim(_y(sr)[c], _y(hr)[c], **ssim_kw)) < 1e-6
-    assert abs(M.ssim(sr, hr, crop, 'rgb') - sk_ssim(sr[c].astype(float), hr[c].astype(float), channel_axis=2, **ssim_kw)) < 1e-6
+    sk_rgb = sk_ssim(sr[c].astype(float), hr[c].astype(float), channel_axis=2, **ssim_kw)
+    assert abs(M.ssim(sr, hr, crop, 'rgb') - sk_rgb) < 1e-6
 
 
 def test_psnr_ssim_tensors_batch_and_identity():
@@ -119,10 +123,11 @@ def test_psnr_gray_and_rgba_inputs():
 
 
 def test_ssim_rgb_equals_the_official_3d_computation():
-    "The official codes/utils/util.py::calculate_ssim on RGB: SSIM of the HxWx3 array (OpenCV filters channels separately)."
+    "The official codes/utils/util.py::calculate_ssim on RGB: SSIM of the HxWx3 array (OpenCV: channel by channel)."
     hr, sr = ASTRO[:90, :70].astype(float), _sr(ASTRO)[:90, :70].astype(float)
     x = np.arange(11) - 5.0
-    w = np.exp(-x ** 2 / 4.5); w = np.outer(w, w) / np.outer(w, w).sum()
+    w = np.exp(-x ** 2 / 4.5)
+    w = np.outer(w, w) / np.outer(w, w).sum()
     f = lambda a: np.stack([ndimage.correlate(a[..., k], w) for k in range(3)], -1)[5:-5, 5:-5]
     mu1, mu2 = f(sr), f(hr)
     s1, s2, s12 = f(sr * sr) - mu1 ** 2, f(hr * hr) - mu2 ** 2, f(sr * hr) - mu1 * mu2
@@ -136,79 +141,29 @@ def test_ssim_too_small():
 
 
 # ------------------------------------------------------------------------------------------ NIQE: a literal reference
-_GAM = np.arange(200, 10001) / 1000.0
-_RG = gamma(2 / _GAM) ** 2 / (gamma(1 / _GAM) * gamma(3 / _GAM))
-_X7 = np.arange(7) - 3.0
-_W7 = np.exp(-(_X7[:, None] ** 2 + _X7[None] ** 2) / (2 * (7 / 6) ** 2)); _W7 /= _W7.sum()
-
-
-def _ref_aggd(v):
-    neg, pos = v[v < 0], v[v > 0]
-    with np.errstate(all='ignore'):
-        l = np.sqrt(np.mean(neg ** 2)) if neg.size else np.nan
-        r = np.sqrt(np.mean(pos ** 2)) if pos.size else np.nan
-        g = l / r
-        rn = np.mean(np.abs(v)) ** 2 / np.mean(v ** 2) * (g ** 3 + 1) * (g + 1) / (g ** 2 + 1) ** 2
-    d = (_RG - rn) ** 2
-    a = _GAM[0 if np.all(np.isnan(d)) else int(np.nanargmin(d))]       # MATLAB min: first index; all-NaN -> 1
-    c = np.sqrt(gamma(1 / a) / gamma(3 / a))
-    return a, l * c, r * c
-
-
-def _ref_niqe(im):
-    "computequality.m on a 0..255 gray image (with the same zeroing of |I - mu| < 1e-10 as ours)."
-    im = im.astype(np.float64)
-    im = im[:im.shape[0] // 96 * 96, :im.shape[1] // 96 * 96]
-    cols = []
-    for sc in (1, 2):
-        mu = ndimage.correlate(im, _W7, mode='nearest')
-        sig = np.sqrt(np.abs(ndimage.correlate(im * im, _W7, mode='nearest') - mu * mu))
-        d = im - mu; d[np.abs(d) < 1e-10] = 0
-        s = d / (sig + 1)
-        b = 96 // sc
-        F = []
-        for j in range(0, s.shape[1], b):                                # blkproc order: column-major
-            for i in range(0, s.shape[0], b):
-                blk = s[i:i + b, j:j + b]
-                a, bl, br = _ref_aggd(blk.flatten('F'))
-                f = [a, (bl + br) / 2]
-                for sh in ((0, 1), (1, 0), (1, 1), (1, -1)):
-                    a, bl, br = _ref_aggd(blk.flatten('F') * np.roll(blk, sh, axis=(0, 1)).flatten('F'))
-                    f += [a, (br - bl) * gamma(2 / a) / gamma(1 / a), bl, br]
-                F.append(f)
-        cols.append(np.array(F))
-        im = imresize(im, 0.5)
-    f = np.concatenate(cols, 1)
-    mu_p, cov_p = M.niqe_pristine_params()
-    ok = ~np.isnan(f).any(1)
-    if not ok.any(): return math.nan
-    cov = np.cov(f[ok], rowvar=False) if ok.sum() > 1 else np.zeros((36, 36))
-    d = mu_p - np.nanmean(f, 0)
-    S = (cov_p + cov) / 2
-    return float(np.sqrt(d @ np.linalg.pinv(S, rcond=36 * np.finfo(float).eps) @ d))
-
-
-def _ref_y(a): return ((a.astype(np.int64) @ np.array([65481, 128553, 24966]) + 16 * 255000 + 127500) // 255000)
+# tests/niqe_reference.py: MATLAB's computequality.m transcribed to NumPy (benchmarks/bench_niqe.py times it too)
 
 
 @pytest.mark.parametrize('crop', [0, 4])
 def test_niqe_against_literal_reference(crop):
-    half_flat = ASTRO[:250, :300].copy(); half_flat[:, :150] = 200         # flat blocks: NaN rows dropped
+    half_flat = ASTRO[:250, :300].copy()
+    half_flat[:, :150] = 200  # flat blocks: NaN rows dropped
     for a in (ASTRO[:300, :300], ASTRO[100:333, 17:429], half_flat, _sr(ASTRO)[:290, :390]):
-        y = _ref_y(a)
+        y = ref_y(a)
         if crop: y = y[crop:-crop, crop:-crop]
-        assert abs(M.niqe(a, crop) - _ref_niqe(y)) < 1e-6
+        assert abs(M.niqe(a, crop) - ref_niqe(y)) < 1e-6
 
 
 def test_niqe_gray_against_literal_reference():
     a = _sr(ASTRO)[:300, :300]
     g = np.floor(a @ np.array(M.GRAY_WEIGHTS) + 0.5)
-    assert abs(M.niqe(a, 0, 'gray') - _ref_niqe(g)) < 1e-6
+    assert abs(M.niqe(a, 0, 'gray') - ref_niqe(g)) < 1e-6
 
 
 def test_niqe_batched_equals_one_by_one_and_chunks_do_not_matter():
     imgs = [ASTRO[:296, :296], _sr(ASTRO)[100:396, 100:396], ASTRO[216:, 216:], ASTRO[::-1, ::-1][:296, :296]]
-    imgs[3] = imgs[3].copy(); imgs[3][:150] = 40
+    imgs[3] = imgs[3].copy()
+    imgs[3][:150] = 40
     batch = torch.stack([img2tensor(a) for a in imgs])
     one = [M.niqe(a, 4) for a in imgs]
     out = M.niqe(batch, 4)
@@ -249,7 +204,8 @@ def test_niqe_constant_image_is_inf_with_warning():
 def test_niqe_flat_region_noise_is_zeroed():
     "A saturated region gives exact zeros, whatever the offset of the flat value."
     for v in (16, 200, 234, 235):
-        a = ASTRO[:288, :288].copy(); a[:100, :100] = v
+        a = ASTRO[:288, :288].copy()
+        a[:100, :100] = v
         y, _ = M.niqe_luma(a)
         s = M.mscn(y)[0][0, 0, 10:90, 10:90]
         assert (s == 0).all()
@@ -278,19 +234,26 @@ def test_grid_argmin_is_matlab_min():
     np.testing.assert_array_equal(M.grid_argmin(x, T['rho']).numpy(), brute)
 
 
+def _aggd_fit(v):
+    "The fast fit, (alpha, beta_l, beta_r): aggd_solve on aggd_moments, then the grid's alpha and beta factor."
+    i, sigma_l, sigma_r = M.aggd_solve(*M.aggd_moments(v), n=v.shape[-1])
+    T = M._aggd_tables(v.device)
+    return T['alpha'][i], sigma_l * T['beta'][i], sigma_r * T['beta'][i]
+
+
 @pytest.mark.parametrize('alpha,bl,br', [(2.0, 1.0, 1.0), (1.0, 0.4, 0.4), (0.7, 0.1, 0.3), (3.0, 0.8, 0.5)])
 def test_aggd_fit_recovers_parameters(alpha, bl, br):
     rng = np.random.default_rng(1)
     g = np.abs(gennorm.rvs(alpha, size=300_000, random_state=rng))
     v = np.where(rng.random(g.size) < bl / (bl + br), -bl * g, br * g)
-    a, l, r = (float(t) for t in M.aggd_fit(torch.from_numpy(v)))
+    a, l, r = (float(t) for t in _aggd_fit(torch.from_numpy(v)))
     assert abs(a - alpha) < 0.03 * alpha and abs(l - bl) < 0.02 * bl and abs(r - br) < 0.02 * br
-    a2, l2, r2 = _ref_aggd(v)
+    a2, l2, r2 = ref_aggd(v)
     assert a == a2 and abs(l - l2) < 1e-10 and abs(r - r2) < 1e-10
 
 
 def test_aggd_fit_degenerate_samples_follow_matlab():
-    a, l, r = M.aggd_fit(torch.tensor([[0.0, 0.0, 0.0], [0.5, 1.0, 2.0]], dtype=torch.float64))
+    a, l, r = _aggd_fit(torch.tensor([[0.0, 0.0, 0.0], [0.5, 1.0, 2.0]], dtype=torch.float64))
     assert a.tolist() == [0.2, 0.2] and math.isnan(l[0]) and math.isnan(l[1]) and math.isnan(r[0]) and r[1] > 0
 
 
@@ -298,7 +261,8 @@ def test_mvg_distance_against_numpy():
     mu_p, cov_p = M.niqe_pristine_params()
     f = RNG.normal(size=(3, 12, 36)) * 0.1 + mu_p
     f[0, 3, 7] = np.nan                                                  # a NaN block: dropped from the covariance
-    f[1, :, 2] = np.nan; f[1, 4, 2] = 0.3                                # one complete block: covariance 0 (MATLAB)
+    f[1, :, 2] = np.nan
+    f[1, 4, 2] = 0.3  # one complete block: covariance 0 (MATLAB)
     f[2, :, 5] = np.nan                                                  # no complete block: undefined
     out = M.mvg_distance(torch.from_numpy(f), mu_p, cov_p)
     pinv = lambda S: np.linalg.pinv(S, rcond=36 * np.finfo(float).eps)
@@ -338,8 +302,9 @@ def test_niqe_on_cuda_matches_cpu():
 # ------------------------------------------------------------------------------------------ sharpness
 def _ref_sharpness(a):
     g = np.floor(a.astype(np.float64) @ np.array(M.GRAY_WEIGHTS) + 0.5)
-    s = np.sqrt(ndimage.correlate((g - ndimage.correlate(g, _W7, mode='nearest')) ** 2, _W7, mode='nearest'))
-    p = np.zeros((-(-s.shape[0] // 96) * 96, -(-s.shape[1] // 96) * 96)); p[:s.shape[0], :s.shape[1]] = s
+    s = np.sqrt(ndimage.correlate((g - ndimage.correlate(g, W7, mode='nearest')) ** 2, W7, mode='nearest'))
+    p = np.zeros((-(-s.shape[0] // 96) * 96, -(-s.shape[1] // 96) * 96))
+    p[:s.shape[0], :s.shape[1]] = s
     return sum(p[i:i + 96, j:j + 96].mean() for i in range(0, p.shape[0], 96) for j in range(0, p.shape[1], 96))
 
 
@@ -400,7 +365,8 @@ def _lab(rgb):
     "sRGB (0..255) -> CIELAB with the textbook formulas (IEC 61966-2-1 linearisation, sRGB/D65 matrix, CIE 1976 Lab)."
     c = np.asarray(rgb, np.float64) / 255
     lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    xyz = lin @ np.array([[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]]).T
+    xyz = lin @ np.array([[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169],
+                          [0.019334, 0.119193, 0.950227]]).T
     t = xyz / np.array([0.95047, 1.0, 1.08883])
     f = np.where(t > (6 / 29) ** 3, np.cbrt(t), t / (3 * (6 / 29) ** 2) + 4 / 29)
     return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
@@ -409,7 +375,7 @@ def _lab(rgb):
 def test_ciede2000_sharma_pairs():
     lab1, lab2, ref = (np.array([p[k] for p in SHARMA], np.float64) for k in range(3))
     np.testing.assert_allclose(M.ciede2000(lab1, lab2), ref, atol=5e-5)
-    np.testing.assert_allclose(M.ciede2000(lab2[None], lab1[None])[0], ref, atol=5e-5)     # symmetric, any leading shape
+    np.testing.assert_allclose(M.ciede2000(lab2[None], lab1[None])[0], ref, atol=5e-5)  # symmetric, any leading shape
 
 
 def test_delta_e_of_uniform_colours_is_ciede2000_of_their_lab():
@@ -433,13 +399,14 @@ def test_box_mean_is_the_block_mean():
 def test_delta_e_zero_for_identical_and_for_texture_within_blocks():
     assert M.delta_e(ASTRO, ASTRO, 4) == 0.0
     base = np.clip(ASTRO[:128, :160], 20, 235).astype(np.int16)
-    checker = 10 * (np.indices((128, 160)).sum(0) % 2 * 2 - 1)             # +-10 alternating: zero mean in every 8x8 block
+    checker = 10 * (np.indices((128, 160)).sum(0) % 2 * 2 - 1)   # +-10 alternating: zero mean in every 8x8 block
     textured = (base + checker[..., None]).astype(np.uint8)
     assert M.psnr(textured, base.astype(np.uint8), 0) < 30                 # PSNR sees the texture
     assert M.delta_e(textured, base.astype(np.uint8), 0) == 0.0            # the colour error does not
-    shifted = textured.copy(); shifted[:8, :8] = (textured[:8, :8].astype(int) + (6, -6, 0)).clip(0, 255)
+    shifted = textured.copy()
+    shifted[:8, :8] = (textured[:8, :8].astype(int) + (6, -6, 0)).clip(0, 255)
     m = M.colour_error_map(shifted, base.astype(np.uint8))[0]
-    assert m[0, 0] > 2 and (m.ravel()[1:] == 0).all()                      # a colour change in one block: only that block
+    assert m[0, 0] > 2 and (m.ravel()[1:] == 0).all()   # a colour change in one block: only that block
 
 
 def test_delta_e_sees_a_colour_shift_that_y_metrics_miss():
@@ -461,10 +428,12 @@ def test_delta_e_crop_blocks_tensors_and_errors():
     tb = torch.stack([img2tensor(ASTRO[1:65, :80]), img2tensor(ASTRO[64:128, 1:81])])
     got = M.delta_e(ta, tb, 4)
     assert got.shape == (2,) and got.dtype == torch.float64
-    np.testing.assert_allclose(got.numpy(), [M.delta_e(tensor2img(ta[i:i + 1]), tensor2img(tb[i:i + 1]), 4) for i in range(2)], atol=1e-12)
+    one_by_one = [M.delta_e(tensor2img(ta[i:i + 1]), tensor2img(tb[i:i + 1]), 4) for i in range(2)]
+    np.testing.assert_allclose(got.numpy(), one_by_one, atol=1e-12)
     with pytest.raises(ValueError, match='at least one 8x8 block'): M.delta_e(ASTRO[:15, :40], ASTRO[:15, :40], 4)
     with pytest.raises(ValueError, match='differ in shape'): M.delta_e(ASTRO[:16, :16], ASTRO[:16, :24])
-    with pytest.raises(TypeError, match='both be uint8 arrays'): M.delta_e(ASTRO[:16, :16], img2tensor(ASTRO[:16, :16])[None])
+    with pytest.raises(TypeError, match='both be uint8 arrays'):
+        M.delta_e(ASTRO[:16, :16], img2tensor(ASTRO[:16, :16])[None])
     with pytest.raises(ValueError, match=r'\[0, 1\]'): M.delta_e(tb * 255, tb)
 
 

@@ -109,9 +109,14 @@ def test_batches_are_a_function_of_iteration():
     assert torch.equal(all_b[3], tail[0]) and torch.equal(all_b[4], tail[1])
 
 
-def test_pick_device():
-    assert T.pick_device('cpu').type == 'cpu'
-    assert T.pick_device('auto').type in ('cpu', 'cuda', 'mps')
+@pytest.mark.parametrize('cuda,mps,want', [(True, True, 'cuda'), (True, False, 'cuda'), (False, True, 'mps'),
+                                            (False, False, 'cpu')])
+def test_pick_device(monkeypatch, cuda, mps, want):
+    "'auto': CUDA when there is CUDA, else MPS when there is MPS, else the CPU; a named device as it is."
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, 'is_available', lambda: mps)
+    assert T.pick_device('auto') == torch.device(want)
+    assert T.pick_device('cpu') == torch.device('cpu')
 
 
 def test_csvlog_drops_rows_past_resume(tmp_path):
