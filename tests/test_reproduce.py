@@ -7,6 +7,8 @@ import base64
 import io
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -190,6 +192,13 @@ def test_one_thread_for_smoke_kernels_unless_the_environment_says(tmp_path, monk
 
 
 # --- the executed notebooks as HTML (docs/) -------------------------------------------------------------------
+def test_reproduce_and_release_load_no_torch():
+    "`ranksrgan reproduce` starts without torch: reproduce and the release harness it calls import none."
+    code = ("import sys, ranksrgan_nb.reproduce, ranksrgan_nb.release; "
+            "assert 'torch' not in sys.modules, 'reproduce or release imported torch'")
+    subprocess.run([sys.executable, '-c', code], check=True)
+
+
 def test_render_docs_embeds_figures_drops_widgets_and_loads_nothing(tmp_path):
     from PIL import Image
     buf = io.BytesIO(); Image.new('RGB', (3, 2), (255, 0, 0)).save(buf, format='png')
