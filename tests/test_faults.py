@@ -22,6 +22,7 @@ import torch.nn as nn
 from PIL import Image
 
 from ranksrgan_nb import data as D
+from ranksrgan_nb import fileio as FIO
 from ranksrgan_nb import metrics as M
 from ranksrgan_nb import models as MO
 from ranksrgan_nb import train as T
@@ -385,13 +386,13 @@ def test_bad_image_files_say_what_is_wrong(tmp_path, monkeypatch):
         D.read_image(tmp_path / 'photo.png')
     D.write_image(tmp_path / 'a.png', RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8))
     monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 1000)                     # scaled down: a >179-megapixel PNG against
-    monkeypatch.setattr(D, 'MAX_IMAGE_PIXELS', 2000)                         # Pillow's and our default limits
+    monkeypatch.setattr(FIO, 'MAX_IMAGE_PIXELS', 2000)                         # Pillow's and our default limits
     with pytest.raises(D.ImageReadError, match=r'a.png: Image size \(4096 pixels\) exceeds limit of 2000 pixels.*decompression '
                                                r'bombs.* read_image\(path, max_pixels=None\)'):
         D.read_image(tmp_path / 'a.png')
     assert D.read_image(tmp_path / 'a.png', max_pixels=None).shape == (64, 64, 3)
     assert Image.MAX_IMAGE_PIXELS == 1000                                    # Pillow's setting is left as it was
-    monkeypatch.setattr(D, 'MAX_IMAGE_PIXELS', 4000)                         # the project's own setting
+    monkeypatch.setattr(FIO, 'MAX_IMAGE_PIXELS', 4000)                         # the project's own setting
     monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 89_478_485)
     with pytest.raises(D.ImageReadError, match='exceeds limit of 4000 pixels'):
         D.load_images(tmp_path)
