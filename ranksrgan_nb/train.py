@@ -6,13 +6,10 @@
 from __future__ import annotations
 
 import contextlib
-import csv
-import json
 import math
 import os
 import random
 import signal
-import socket
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -27,18 +24,21 @@ from tqdm.auto import tqdm
 
 from .config import Profile, check_device
 from .data import PairedPatchDataset, TestImageDataset, img2tensor, profile_images, tensor2img, test_sets
-from .fileio import UnreadableCheckpoint, atomic_path, load_pth, pid_alive, save_atomic, stale_temporaries
+from .fileio import save_atomic, stale_temporaries
 from .metrics import get_metric, niqe_min_size
 from .models import Discriminator, SRResNet, VGGFeatures, load_official
+from .stages import (CsvLog, Stage, checkpoints, deferred_signals, ensure, final_path, folder_lock,
+                                 latest_checkpoint, load_checkpoint, load_final, read_log, resume_checkpoint,
+                                 save_final, stage_meta)
 
 # %% auto #0
-__all__ = ['STOP_SIGNALS', 'ARCH_KEYS', 'pick_device', 'seed_everything', 'rng_state', 'set_rng_state', 'autocast', 'batches',
-           'TrainState', 'checkpoints', 'load_checkpoint', 'resume_checkpoint', 'latest_checkpoint', 'CsvLog',
-           'read_log', 'TrainingDiverged', 'FolderLocked', 'folder_lock', 'fit', 'build_generator',
-           'build_discriminator', 'build_vgg', 'receptive_radius', 'tiles', 'tiled_forward', 'NonFiniteOutput',
-           'check_tile', 'super_resolve', 'evaluate_generator', 'make_sr_step', 'multistep', 'stage_meta', 'final_path',
-           'save_final', 'load_final', 'ensure_stage', 'train_set', 'test_set', 'validation_set', 'prepare_model',
-           'stage_loader', 'train_srresnet', 'ensure_srresnet', 'load_generator', 'save_atomic']
+__all__ = ['ARCH_KEYS', 'pick_device', 'seed_everything', 'rng_state', 'set_rng_state', 'autocast', 'batches', 'TrainState',
+           'TrainingDiverged', 'fit', 'build_generator', 'build_discriminator', 'build_vgg', 'receptive_radius',
+           'tiles', 'tiled_forward', 'NonFiniteOutput', 'check_tile', 'super_resolve', 'evaluate_generator',
+           'make_sr_step', 'multistep', 'ensure_stage', 'train_set', 'test_set', 'validation_set', 'prepare_model',
+           'stage_loader', 'train_srresnet', 'ensure_srresnet', 'load_generator', 'save_atomic', 'STOP_SIGNALS',
+           'checkpoints', 'load_checkpoint', 'resume_checkpoint', 'latest_checkpoint', 'CsvLog', 'read_log',
+           'FolderLocked', 'folder_lock', 'stage_meta', 'final_path', 'save_final', 'load_final']
 
 # %% ../nbs/03_train_sr.ipynb #e4656492
 def pick_device(device: str = 'auto') -> torch.device:  # 'auto', or any torch device string
@@ -130,89 +130,6 @@ class TrainState:
         self.iteration = sd['iteration']
         set_rng_state(sd['rng'])
 
-# %% ../nbs/03_train_sr.ipynb #6489efca
-def checkpoints(folder: str | os.PathLike) -> list[Path]:
-    "The periodic checkpoints `ckpt_<iter>.pth` in `folder`, oldest first."
-    folder = Path(folder)
-    return sorted(folder.glob('ckpt_*.pth'), key=lambda p: int(p.stem.split('_')[1])) if folder.is_dir() else []
-
-def load_checkpoint(path: str | os.PathLike, map_location='cpu') -> dict:
-    "Load a checkpoint or stage result with weights_only=True; errors name the file and the cause."
-    return load_pth(path, 'checkpoint', map_location)
-
-# %% ../nbs/03_train_sr.ipynb #737dbbf9
-def resume_checkpoint(folder: str | os.PathLike) -> tuple[Path, dict] | None:
-    "The newest readable checkpoint in `folder` and its contents; a newer unreadable one is skipped with a warning."
-    cks = checkpoints(folder)
-    for i in range(len(cks) - 1, -1, -1):
-        try: return cks[i], load_checkpoint(cks[i])
-        except UnreadableCheckpoint as e:
-            then = f'resuming from {cks[i - 1].name}' if i else 'no older checkpoint'
-            warnings.warn(f'skipping {cks[i].name}: {e}; {then}')
-    if cks: raise UnreadableCheckpoint(f'no checkpoint in {folder} can be read ({", ".join(p.name for p in cks)}): '
-                                       'delete them to train this stage from the start (or pass resume=False)')
-    return None
-
-def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
-    "The newest periodic checkpoint in `folder`, or None."
-    c = checkpoints(folder)
-    return c[-1] if c else None
-
-# %% ../nbs/03_train_sr.ipynb #76167467
-class CsvLog:
-    "Append rows to a CSV file; on resume, drop the rows past the resumed iteration (the file rewritten atomically)."
-    def __init__(self, path: str | os.PathLike, resume_from: int = 0):
-        self.path, self.fields = Path(path), None
-        if self.path.exists():
-            keep = [r for r in self._rows() if int(float(r['iter'])) <= resume_from] if resume_from else []
-            if keep: self._rewrite(keep, list(keep[0]))
-            else: self.path.unlink()                                      # nothing to keep: a new log
-    def _rewrite(self, rows: list[dict], fields: list[str]) -> None:
-        "Replace the file by `rows` under the header `fields` via a temporary file: a kill leaves the old or the new."
-        with atomic_path(self.path) as tmp, tmp.open('w', newline='') as f:
-            w = csv.DictWriter(f, fieldnames=fields, restval='')
-            w.writeheader()
-            w.writerows(rows)
-        self.fields = fields
-    def _rows(self) -> list[dict]:
-        with self.path.open(newline='') as f: rows = list(csv.DictReader(f))
-        for i, r in enumerate(rows, 2):                                   # line 1 is the header
-            try: float(r['iter'])
-            except (KeyError, TypeError, ValueError):
-                raise ValueError(f'{self.path}, line {i}: iter={r.get("iter")!r} is not a number, so the log is '
-                                 'damaged (two runs writing at once?). Delete that line, or the file (it is only a '
-                                 'log), and run again') from None
-        return rows
-    def write(self, row: dict) -> None:
-        new = self.fields is None
-        if new: self.fields = list(row)
-        extra = [k for k in row if k not in self.fields]
-        if extra:   # a new column: rewrite the file with it
-            self._rewrite(self._rows(), self.fields + extra)
-            new = False
-        self._append(row, header=new or not self.path.exists())
-    def _append(self, row, header):
-        with self.path.open('a', newline='') as f:
-            w = csv.DictWriter(f, fieldnames=self.fields, restval='')
-            if header: w.writeheader()
-            w.writerow(row)
-
-def read_log(path: str | os.PathLike):
-    "A `log.csv`/`val.csv` written by `fit`, as a pandas DataFrame of numbers; errors name the file and the line."
-    import pandas as pd
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f'no log at {path}: has this stage been trained in this run_dir?')
-    try: df = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise ValueError(f'cannot read {path}: {e}') from e
-    for c in df.columns:
-        bad = pd.to_numeric(df[c], errors='coerce').isna() & df[c].notna()
-        if bad.any():
-            i = int(bad.to_numpy().argmax())
-            raise ValueError(f'{path}, line {i + 2}: {c}={df[c].iloc[i]!r} is not a number, so the log is damaged '
-                             '(two runs writing at once?). Delete that line, or the file, and run the stage again')
-    return df.apply(pd.to_numeric)
-
 # %% ../nbs/03_train_sr.ipynb #53ecffbe
 class TrainingDiverged(RuntimeError):
     "A loss became NaN or infinite."
@@ -222,78 +139,6 @@ def _check_finite(losses: dict, t: int, desc: str, last: Path | None) -> None:
     bad = [k for k, v in losses.items() if not math.isfinite(v)]
     if bad: raise TrainingDiverged(f'{desc}: loss {bad[0]} = {losses[bad[0]]} at iteration {t}; '
                                    f'last good checkpoint: {last or "none (diverged before the first)"}')
-
-# %% ../nbs/03_train_sr.ipynb #33678e90
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)   # Ctrl-C; and what a batch scheduler or `kill` sends to stop a job
-
-@contextlib.contextmanager
-def _deferred_signals():
-    "Turn SIGINT and SIGTERM into a flag (the signal's number) checked between iterations (main thread only)."
-    flag, old = {'hit': None}, {}
-    def handler(signum, frame): flag['hit'] = signum
-    try:
-        for s in STOP_SIGNALS: old[s] = signal.signal(s, handler)
-    except ValueError: pass                # not the main thread: leave the signals alone
-    try: yield flag
-    finally:
-        for s, h in old.items(): signal.signal(s, signal.SIG_DFL if h is None else h)
-
-# %% ../nbs/03_train_sr.ipynb #36373d39
-class FolderLocked(RuntimeError):
-    "Another process is writing into the same stage folder."
-
-_HELD: dict[Path, list] = {}   # folder -> [lock-file descriptor, depth] of the locks this process holds
-
-def _holder(lock: Path) -> dict:
-    try: return json.loads(lock.read_text() or '{}')
-    except (OSError, ValueError): return {}
-
-def _alive(h: dict) -> bool:
-    "Whether the holder `h` of a lock may still run (another host, or a live PID here; unknown on Windows)."
-    if h.get('host') != socket.gethostname(): return True
-    try: return pid_alive(int(h['pid']))
-    except (KeyError, TypeError, ValueError): return True
-
-# %% ../nbs/03_train_sr.ipynb #cbfc9341
-def _take(fd: int, lock: Path) -> None:
-    "Lock `fd` exclusively or raise FolderLocked naming the holder; then write our PID and host into it."
-    old = _holder(lock)
-    try:
-        import fcntl
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        busy = False
-    except BlockingIOError: busy = True
-    except (ImportError, OSError): busy = bool(old) and _alive(old)          # no flock here: the PID decides
-    if busy: raise FolderLocked(f'{lock.parent} is being written by PID {old.get("pid", "?")} on '
-                                f'{old.get("host", "?")} since {old.get("since", "?")}: wait for it or stop it. '
-                                f'If that process is gone, delete {lock}')
-    if old:
-        warnings.warn(f'took over {lock} from PID {old.get("pid")} on {old.get("host")}, which ended without '
-                      'releasing it')
-    os.ftruncate(fd, 0)
-    me = {'pid': os.getpid(), 'host': socket.gethostname(), 'since': time.strftime('%Y-%m-%d %H:%M:%S')}
-    os.write(fd, json.dumps(me).encode())
-
-@contextlib.contextmanager
-def folder_lock(folder: str | os.PathLike):
-    "Hold the exclusive write lock of `folder` while the block runs (re-entrant within one process)."
-    folder = Path(folder).resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    if folder not in _HELD:
-        fd = os.open(folder / '.lock', os.O_RDWR | os.O_CREAT, 0o644)
-        try: _take(fd, folder / '.lock')
-        except BaseException:
-            os.close(fd)
-            raise
-        _HELD[folder] = [fd, 0]
-    _HELD[folder][1] += 1
-    try: yield folder
-    finally:
-        _HELD[folder][1] -= 1
-        if not _HELD[folder][1]:
-            fd = _HELD.pop(folder)[0]
-            os.ftruncate(fd, 0)
-            os.close(fd)  # empty: released cleanly
 
 # %% ../nbs/03_train_sr.ipynb #2f9f8df7
 def _begin(state: TrainState, out_dir: Path, resume: bool) -> Path | None:
@@ -335,7 +180,8 @@ def fit(state: TrainState,                       # models/optimizers/schedulers 
         if start >= n_iters: return state
         t, saved_at, t0 = start, start, time.perf_counter()
         bar = tqdm(total=n_iters, initial=start, desc=desc, dynamic_ncols=True, mininterval=1.0)
-        with _deferred_signals() as stop:
+        stop = {'hit': None}                                  # the number of a SIGINT or SIGTERM that came
+        with deferred_signals(lambda signum: stop.update(hit=signum)):
             try:
                 for batch in data(start, n_iters):
                     losses = step(batch)
@@ -476,40 +322,13 @@ def multistep(opt: torch.optim.Optimizer, n_iters: int, steps: Sequence[float], 
 # %% ../nbs/03_train_sr.ipynb #6e5a8396
 ARCH_KEYS = ('scale', 'g_nf', 'g_nb', 'd_nf', 'r_nf', 'hr_patch')   # the network settings of every stage's meta
 
-def stage_meta(cfg: Profile, keys: Sequence[str]) -> dict:
-    "The settings of `cfg` named in `keys` (what must match for a checkpoint to be reused)."
-    return {k: getattr(cfg, k) for k in keys}
-
-def final_path(run_dir: str | os.PathLike, stage: str) -> Path:
-    "Where stage `stage` of `run_dir` leaves its result: run_dir/<stage>/final.pth."
-    return Path(run_dir) / stage / 'final.pth'
-
-def save_final(run_dir, stage: str, weights: dict, meta: dict) -> Path:
-    "Write a stage's result `{'weights': {name: state_dict}, 'meta': meta}` atomically, as the folder's only writer."
-    with folder_lock(Path(run_dir) / stage):
-        return save_atomic({'weights': weights, 'meta': meta, 'stage': stage}, final_path(run_dir, stage))
-
-def load_final(path: str | os.PathLike, meta: dict | None = None) -> dict:
-    "Load a stage's result, checking that its settings match `meta` where given."
-    ck = load_checkpoint(path)
-    if 'weights' not in ck: raise ValueError(f'{path} is not a stage result of this project (no "weights")')
-    if meta is not None:
-        diff = {k: (ck['meta'].get(k), v) for k, v in meta.items() if ck['meta'].get(k) != v}
-        if diff: raise ValueError(f'{path} was trained with other settings {diff} (saved, now); '
-                                  'use a matching profile or another run_dir')
-    return ck
-
 # %% ../nbs/03_train_sr.ipynb #53d0209a
 def ensure_stage(cfg: Profile, run_dir, stage: str,     # the profile, the run directory, the stage's folder name
                  build: Callable[[], os.PathLike],       # trains the stage and returns its final.pth
                  check_keys: Sequence[str] = ('scale', 'g_nf', 'g_nb'),  # settings the result must share with cfg
                  ) -> Path:
     "run_dir/<stage>/final.pth when the stage is finished (with matching settings), else `build()`'s result."
-    p = final_path(run_dir, stage)
-    if p.exists():
-        load_final(p, stage_meta(cfg, check_keys))
-        return p
-    return Path(build())
+    return ensure(Stage(stage, tuple(check_keys), lambda c, r: build()), cfg, run_dir)
 
 # %% ../nbs/03_train_sr.ipynb #d1f86322
 def train_set(cfg: Profile) -> PairedPatchDataset:
@@ -570,4 +389,7 @@ def load_generator(cfg: Profile, path: str | os.PathLike, device='cpu') -> SRRes
     return G.to(device).eval()
 
 # %% ../nbs/03_train_sr.ipynb #cb87a8af
-_all_ = ['save_atomic']
+from .stages import STOP_SIGNALS, FolderLocked  # noqa: F401
+
+_all_ = ['save_atomic', 'STOP_SIGNALS', 'checkpoints', 'load_checkpoint', 'resume_checkpoint', 'latest_checkpoint',
+         'CsvLog', 'read_log', 'FolderLocked', 'folder_lock', 'stage_meta', 'final_path', 'save_final', 'load_final']

@@ -3,6 +3,7 @@
 Each test breaks something on purpose and checks that the result is right, or that the error names the file or
 setting, the value and what to do, and that nothing already written was lost.
 """
+import csv
 import errno
 import re
 import math
@@ -499,8 +500,8 @@ def test_log_rewrite_on_resume_never_loses_the_log(tmp_path, monkeypatch):
     for t in range(1, 11): log.write({'iter': t, 'l': 1.0 / t})
     before = (tmp_path / 'log.csv').read_text()
     def dies(*a, **k): raise Killed                                          # killed in the middle of the rewrite
-    monkeypatch.setattr(T.csv.DictWriter, 'writerow', dies)
-    monkeypatch.setattr(T.csv.DictWriter, 'writerows', dies)
+    monkeypatch.setattr(csv.DictWriter, 'writerow', dies)
+    monkeypatch.setattr(csv.DictWriter, 'writerows', dies)
     with pytest.raises(Killed):
         T.CsvLog(tmp_path / 'log.csv', resume_from=6)                        # resume: rows 7-10 dropped
     assert (tmp_path / 'log.csv').read_text() == before                      # the whole old log, not half of it
