@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import errno
 import functools
 import hashlib
 import json
 import math
 import os
-import re
 import shutil
 import stat
 import warnings
@@ -23,188 +21,31 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
+
+from .fileio import IMAGE_EXTS, atomic_path, check_unit, read_image, to_rgb, to_uint8
 
 # %% auto #0
-__all__ = ['ROUNDING_SLACK', 'IMAGE_EXTS', 'MAX_IMAGE_PIXELS', 'STRIPE_PIXELS', 'SAMPLE_IMAGES', 'SAMPLE_SCENES', 'DATA_ENV',
-           'DEFAULT_DATA_ROOT', 'DATASETS', 'DATASETS_MANIFEST', 'RAW_URL', 'STAMP', 'DATASET_ALIASES', 'to_rgb',
-           'ImageReadError', 'read_image', 'atomic_path', 'write_image', 'img2tensor', 'tensor2img', 'cubic',
-           'resize_taps', 'resize_matrix', 'resize_band', 'stripe_rows', 'resize_stripes', 'imresize', 'rgb2ycbcr',
-           'rgb_to_y', 'modcrop', 'crop_border', 'bicubic_degrade', 'bicubic_upsample', 'sample_images', 'scene_of',
-           'list_images', 'load_images', 'augment', 'PairedPatchDataset', 'TestImageDataset', 'DownloadError',
-           'download', 'data_root', 'DatasetSpec', 'read_manifest', 'source_url', 'ChecksumError', 'verify_files',
-           'fetch_files', 'get_dataset', 'ImageSet', 'resolve_images', 'profile_images', 'test_sets', 'file_stamp',
-           'stamped_folder', 'stale_temporaries']
-
-# %% ../nbs/00b_data.ipynb #f4962f73
-ROUNDING_SLACK = 0.5 / 255   # floats this far outside [0, 1] still round to 0 or 255
-
-def _check_unit(lo: float, hi: float,          # the smallest and the largest float pixel
-                name: str = 'image',           # the array, tensor or file, for errors
-                clip: str = 'np.clip(x, 0, 1)',  # how to clip this kind of image, for errors
-                ) -> None:
-    "Raise a ValueError unless float pixels from `lo` to `hi` are finite and in [0, 1] (up to ROUNDING_SLACK)."
-    if not (math.isfinite(lo) and math.isfinite(hi)): raise ValueError(f'{name}: has NaN or infinite pixels')
-    if hi > 2:
-        raise ValueError(f'{name}: float pixels must be in [0, 1], but the largest is {hi:g}; if it holds 0..255, '
-                         'divide it by 255 first (a file: save it with integer pixels)')
-    if hi > 1 + ROUNDING_SLACK or lo < -ROUNDING_SLACK:
-        raise ValueError(f'{name}: float pixels must be in [0, 1], but they range over {lo:g}..{hi:g}; '
-                         f'clip it with {clip} first if that is overshoot')
-
-def _to_uint8(a: np.ndarray, name: str = 'image') -> np.ndarray:  # name: the array or file, for errors
-    "uint8 pixels from an array: integers 0..255 as 8-bit, uint16 (or integers above 255) as 16-bit, floats in [0, 1]."
-    if a.dtype == np.uint8: return a
-    if a.dtype == bool: return a.astype(np.uint8) * 255
-    lo, hi = (a.min(), a.max()) if a.size else (0, 0)
-    if np.issubdtype(a.dtype, np.integer):
-        if lo < 0 or hi > 65535:
-            raise ValueError(f'{name}: integer pixels must be 0..255 (8-bit) or 0..65535 (16-bit), got {lo}..{hi} ({a.dtype})')
-        if a.dtype != np.uint16 and hi <= 255: return a.astype(np.uint8)
-        return np.clip(np.round(a.astype(np.float64) * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
-    if not np.issubdtype(a.dtype, np.floating): raise TypeError(f'{name}: expected integer or float pixels, got {a.dtype}')
-    _check_unit(float(lo), float(hi), name)
-    return np.clip(np.round(a * 255.0), 0, 255).astype(np.uint8)
-
-# %% ../nbs/00b_data.ipynb #5ab565f9
-def to_rgb(a: np.ndarray) -> np.ndarray:  # HxW, HxWx1, HxWx2 (gray+alpha), HxWx3 or HxWx4 (RGBA)
-    "The image as a contiguous HxWx3 array: gray repeated into three channels, alpha dropped."
-    if a.ndim == 2: a = a[..., None]
-    if a.ndim != 3: raise ValueError(f'expected a 2-D or 3-D image array, got shape {a.shape}')
-    c = a.shape[2]
-    if c in (1, 2): a = np.repeat(a[..., :1], 3, axis=2)
-    elif c == 4: a = a[..., :3]
-    elif c != 3: raise ValueError(f'expected 1-4 channels, got {c}')
-    return np.ascontiguousarray(a)
-
-# %% ../nbs/00b_data.ipynb #9ea77882
-IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
-MAX_IMAGE_PIXELS: int | None = 178_956_970   # Pillow's decompression-bomb limit (~179 MP); None: no limit
-
-class ImageReadError(ValueError):
-    "A file exists but is not a readable image (corrupt, truncated or another format)."
-
-@contextlib.contextmanager
-def _pixel_limit(max_pixels: int | None):
-    "Pillow's own bomb check, lifted only while a caller explicitly allows more than its limit."
-    old = Image.MAX_IMAGE_PIXELS
-    lift = old is not None and (max_pixels is None or max_pixels > 2 * old)
-    if lift: Image.MAX_IMAGE_PIXELS = None
-    try: yield
-    finally:
-        if lift: Image.MAX_IMAGE_PIXELS = old
-
-# %% ../nbs/00b_data.ipynb #02c125eb
-def _orientation(im: Image.Image) -> int:
-    "The EXIF Orientation of `im`: 1 (as stored) where there is none, or where the EXIF block cannot be read."
-    try: return int(im.getexif().get(0x0112, 1))
-    except Exception: return 1   # a damaged EXIF block: the pixels themselves are still good
-
-def _read_pil(path: Path, max_pixels: int | None) -> np.ndarray:
-    "The pixels of `path` as Pillow decodes them (EXIF orientation applied; palette, CMYK, 1-bit converted)."
-    with _pixel_limit(max_pixels), Image.open(path) as im:
-        if max_pixels is not None and im.width * im.height > max_pixels:
-            raise Image.DecompressionBombError(f'Image size ({im.width * im.height} pixels) exceeds limit of {max_pixels} pixels')
-        im.load()  # forces decoding: truncated files fail here, not later
-        if _orientation(im) in range(2, 9): im = ImageOps.exif_transpose(im)  # turned as a viewer shows it
-        if im.mode == 'P' or im.mode == 'PA': im = im.convert('RGBA')
-        elif im.mode in ('CMYK', 'YCbCr', 'LAB', 'HSV'): im = im.convert('RGB')
-        elif im.mode == '1': im = im.convert('L')
-        a = np.array(im)
-        if im.mode.startswith('I;16') or im.mode == 'I': a = a.astype(np.uint16 if a.max(initial=0) <= 65535 else np.uint32)
-    return a
-
-def _read_tiff(path: Path) -> np.ndarray:
-    import tifffile  # ships with scikit-image; reads 16-bit RGB TIFF, which Pillow cannot
-    return tifffile.imread(path)
-
-# %% ../nbs/00b_data.ipynb #a1a28a1d
-def read_image(path: str | os.PathLike,  # path to a PNG, JPEG, BMP, TIFF or WebP file
-               max_pixels: int | None = -1,  # refuse larger images (bomb guard); -1: MAX_IMAGE_PIXELS; None: no limit
-               ) -> np.ndarray:
-    "Read an image file as RGB uint8 HxWx3 (gray expanded, alpha dropped, 16-bit scaled, palette converted)."
-    path, limit = Path(path), MAX_IMAGE_PIXELS if max_pixels == -1 else max_pixels
-    if path.is_dir(): raise IsADirectoryError(f'{path} is a folder, not an image file (a folder of images goes to load_images)')
-    if not path.is_file(): raise FileNotFoundError(f'no such image file: {path}')
-    try: a = _read_pil(path, limit)
-    except Image.DecompressionBombError as e:
-        raise ImageReadError(f'cannot read image {path}: {str(e).rstrip(".")} (a guard against decompression bombs). If you trust '
-                             'the file, allow it: read_image(path, max_pixels=None), or ranksrgan_nb.data.MAX_IMAGE_PIXELS = None') from e
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        if path.suffix.lower() not in ('.tif', '.tiff'): raise ImageReadError(f'cannot read image {path}: {e}') from e
-        try: a = _read_tiff(path)
-        except Exception as e2: raise ImageReadError(f'cannot read image {path}: {e2}') from e2
-    if a.size == 0: raise ImageReadError(f'cannot read image {path}: it has no pixels')
-    return to_rgb(_to_uint8(a, f'image {path}'))
-
-# %% ../nbs/00b_data.ipynb #2b4af0dd
-def _tmp_of(path: Path) -> Path: return path.with_name(f'.{path.name}.tmp{os.getpid()}')
-
-def _write_error(path: Path, e: BaseException) -> OSError:
-    "An OSError naming `path` and the cause; a full disk (ENOSPC, or no space left after the failure) says so."
-    free = shutil.disk_usage(path.parent).free if path.parent.is_dir() else -1
-    if getattr(e, 'errno', None) in (errno.ENOSPC, getattr(errno, 'EDQUOT', errno.ENOSPC)) or 0 <= free < 2 ** 20:
-        return OSError(errno.ENOSPC, f'no space left on the device to write {path} ({free / 2**20:.1f} MiB free there): '
-                       f'free some space or write elsewhere; {path.name} and the other files there are as they were')
-    return OSError(getattr(e, 'errno', None) or errno.EIO, f'could not write {path}: {type(e).__name__}: {e}')
-
-def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
-    "Give the complete file `tmp` the name `path`: over a file of that name, or (overwrite=False) only if none."
-    if overwrite:
-        os.replace(tmp, path)
-        return
-    try:
-        try: os.link(tmp, path)        # atomic, and refused when the name exists: of two writers, exactly one wins
-        except FileExistsError: raise
-        except OSError:                # no hard links here (FAT, some network shares): claim the name, then fill it
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
-            os.replace(tmp, path)
-    except FileExistsError:
-        raise FileExistsError(f'{path} already exists (written meanwhile by another process?), so it was left '
-                              'as it is') from None
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike,  # the destination file
-                overwrite: bool = True,   # False: a FileExistsError, and `path` untouched, if it exists by then
-                ):
-    "Yield a temporary path beside `path`; it becomes `path` if the block succeeds and is removed if it fails."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_of(path)
-    try:
-        yield tmp
-        _publish(tmp, path, overwrite)
-    except FileExistsError: raise
-    except (OSError, RuntimeError) as e:
-        err = _write_error(path, e)
-        tmp.unlink(missing_ok=True)
-        raise err from e
-    finally: tmp.unlink(missing_ok=True)
-
-# %% ../nbs/00b_data.ipynb #445cfc85
-def write_image(path: str | os.PathLike,  # destination; the extension chooses the format (PNG recommended)
-                img,                      # uint8 HxWx3 array, or float (3,H,W)/(1,3,H,W) tensor in [0,1]
-                overwrite: bool = True,   # False: FileExistsError if `path` exists when the file is complete
-                ) -> Path:
-    "Write an RGB image atomically (WebP lossless, JPEG quality 95), creating parent folders; floats are rounded."
-    path = Path(path)
-    if isinstance(img, torch.Tensor): img = tensor2img(img, f'the image for {path}')
-    img = to_rgb(_to_uint8(np.asarray(img), f'the image for {path}'))
-    fmt = Image.registered_extensions().get(path.suffix.lower())
-    if fmt is None: raise ValueError(f'{path}: unknown image extension {path.suffix!r}; use one of {IMAGE_EXTS}')
-    opts = {'.webp': {'lossless': True}, '.jpg': {'quality': 95}, '.jpeg': {'quality': 95}}.get(path.suffix.lower(), {})
-    with atomic_path(path, overwrite) as tmp: Image.fromarray(img).save(tmp, format=fmt, **opts)
-    return path
+__all__ = ['STRIPE_PIXELS', 'SAMPLE_IMAGES', 'SAMPLE_SCENES', 'DATA_ENV', 'DEFAULT_DATA_ROOT', 'DATASETS', 'DATASETS_MANIFEST',
+           'RAW_URL', 'STAMP', 'DATASET_ALIASES', 'img2tensor', 'tensor2img', 'cubic', 'resize_taps', 'resize_matrix',
+           'resize_band', 'stripe_rows', 'resize_stripes', 'imresize', 'rgb2ycbcr', 'rgb_to_y', 'modcrop',
+           'crop_border', 'bicubic_degrade', 'bicubic_upsample', 'sample_images', 'scene_of', 'list_images',
+           'load_images', 'augment', 'PairedPatchDataset', 'TestImageDataset', 'DownloadError', 'download', 'data_root',
+           'DatasetSpec', 'read_manifest', 'source_url', 'ChecksumError', 'verify_files', 'fetch_files', 'get_dataset',
+           'ImageSet', 'resolve_images', 'profile_images', 'test_sets', 'file_stamp', 'stamped_folder',
+           'ROUNDING_SLACK', 'IMAGE_EXTS', 'MAX_IMAGE_PIXELS', 'to_rgb', 'ImageReadError', 'read_image', 'atomic_path',
+           'write_image', 'stale_temporaries']
 
 # %% ../nbs/00b_data.ipynb #449e9b8d
 def img2tensor(img: np.ndarray,       # HxWx3: integers (0..255: 8-bit; uint16: 16-bit) or floats in [0, 1]
                name: str = 'image',   # for errors
                ) -> torch.Tensor:
-    "An HxWx3 array -> float32 (3,H,W) tensor in [0, 1], by the rule of `_to_uint8` (floats keep their precision)."
+    "An HxWx3 array -> float32 (3,H,W) tensor in [0, 1], by the rule of `to_uint8` (floats keep their precision)."
     a = np.asarray(img)
     if np.issubdtype(a.dtype, np.floating):
-        if a.size: _check_unit(float(a.min()), float(a.max()), name)
+        if a.size: check_unit(float(a.min()), float(a.max()), name)
         return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).float().clamp(0, 1)
-    a = _to_uint8(a, name)
+    a = to_uint8(a, name)
     return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).float().div_(255.0)
 
 def tensor2img(t: torch.Tensor,       # float (3,H,W) or (1,3,H,W) in [0, 1]
@@ -216,9 +57,9 @@ def tensor2img(t: torch.Tensor,       # float (3,H,W) or (1,3,H,W) in [0, 1]
         if t.shape[0] != 1: raise ValueError(f'tensor2img takes one image, got a batch of {t.shape[0]}')
         t = t[0]
     if not t.is_floating_point():                                           # integers: as arrays
-        return np.ascontiguousarray(_to_uint8(t.cpu().numpy().transpose(1, 2, 0), name))
+        return np.ascontiguousarray(to_uint8(t.cpu().numpy().transpose(1, 2, 0), name))
     t = t.float()
-    if t.numel(): _check_unit(*(float(v) for v in torch.aminmax(t)), name, clip='.clamp(0, 1)')
+    if t.numel(): check_unit(*(float(v) for v in torch.aminmax(t)), name, clip='.clamp(0, 1)')
     return t.clamp(0, 1).mul(255.0).round().byte().permute(1, 2, 0).cpu().numpy()
 
 # %% ../nbs/00b_data.ipynb #ce7ee922
@@ -244,10 +85,12 @@ def resize_taps(n_in: int,            # input length
     idx = np.floor(u - width / 2)[:, None] + np.arange(int(math.ceil(width)) + 2)[None, :]   # 1-based input indices
     w = scale * cubic(scale * (u[:, None] - idx)) if shrink_aa else cubic(u[:, None] - idx)
     w = w / w.sum(axis=1, keepdims=True)
-    col = np.concatenate([np.arange(n_in), np.arange(n_in)[::-1]])[np.mod(idx.astype(np.int64) - 1, 2 * n_in)]  # mirrored
+    mirror = np.concatenate([np.arange(n_in), np.arange(n_in)[::-1]])          # 0 .. n-1, n-1 .. 0
+    col = mirror[np.mod(idx.astype(np.int64) - 1, 2 * n_in)]                     # mirrored
     used = (w != 0).any(axis=0)                                            # drop a tap that is 0 for every pixel
     col, w = np.ascontiguousarray(col[:, used]), np.ascontiguousarray(w[:, used])
-    col.setflags(write=False); w.setflags(write=False)
+    col.setflags(write=False)
+    w.setflags(write=False)
     return col, w
 
 # %% ../nbs/00b_data.ipynb #32b2904b
@@ -272,14 +115,14 @@ def _apply_taps(x, col, w):
     return acc
 
 def resize_band(band, c, w, cw, ww):  # array (h, W, ...) or tensor (..., h, W); row taps (c, w), column taps (cw, ww)
-    "One stripe: the rows of `band` by the taps (c, w), then its columns by (cw, ww), transposed so both passes gather rows."
+    "One stripe: the rows of `band` by the taps (c, w), then its columns by (cw, ww); both passes gather rows."
     is_t = isinstance(band, torch.Tensor)
     r = _apply_taps(band, c, w)
     r = _apply_taps(r.transpose(-1, -2).contiguous() if is_t else np.ascontiguousarray(r.swapaxes(0, 1)), cw, ww)
     return r.transpose(-1, -2) if is_t else r.swapaxes(0, 1)
 
 # %% ../nbs/00b_data.ipynb #d8c1a0cd
-STRIPE_PIXELS: int | None = 2 ** 21   # pixels per stripe of the large-image paths (imresize, NIQE, SSIM); None: one stripe
+STRIPE_PIXELS: int | None = 2 ** 21   # pixels per stripe of large images (imresize, NIQE, SSIM); None: one stripe
 
 def stripe_rows(per_row: float, n: int) -> int:  # pixels (or values) per row, number of rows
     "How many rows of `per_row` pixels make one stripe of STRIPE_PIXELS (at least 1, at most n)."
@@ -292,7 +135,8 @@ def resize_stripes(x, scale: float, antialias: bool, prepare, finish, out):
     (ch, wh), (cw, ww) = resize_taps(h, scale, antialias), resize_taps(w_in, scale, antialias)
     rows = stripe_rows(planes * max(w_in / min(scale, 1), cw.shape[0]), ch.shape[0])
     for o0 in range(0, ch.shape[0], rows):
-        c = ch[o0:o0 + rows]; i0, i1 = int(c.min()), int(c.max()) + 1          # the band of input rows this stripe reads
+        c = ch[o0:o0 + rows]
+        i0, i1 = int(c.min()), int(c.max()) + 1  # the band of input rows this stripe reads
         r = resize_band(prepare(x[..., i0:i1, :] if is_t else x[i0:i1]), c - i0, wh[o0:o0 + rows], cw, ww)
         if is_t: out[..., o0:o0 + rows, :] = finish(r)
         else: out[o0:o0 + rows] = finish(r)
@@ -303,7 +147,7 @@ def imresize(img,                    # float HxW[xC] array, or float (B,C,H,W) /
              scale: float,           # e.g. 1/4 to shrink, 4 to enlarge
              antialias: bool = True, # MATLAB's default antialiasing when shrinking
              ):
-    "MATLAB-compatible bicubic `imresize(img, scale)` for numpy arrays and torch tensors (no rounding), in bounded memory."
+    "MATLAB-compatible bicubic `imresize(img, scale)` of arrays and tensors (no rounding), in bounded memory."
     if scale <= 0: raise ValueError(f'scale must be > 0, got {scale}')
     if isinstance(img, torch.Tensor):
         if not img.is_floating_point(): raise TypeError('imresize takes a float tensor; convert uint8 with img2tensor')
@@ -365,7 +209,7 @@ def _to_byte(r: np.ndarray) -> np.ndarray: return np.clip(np.round(r * 255.0), 0
 def bicubic_degrade(hr,            # uint8 HxWx3 array or float (B,3,H,W) tensor
                     scale: int = 4,
                     ):
-    "LR = MATLAB bicubic imresize(modcrop(hr, scale), 1/scale), rounded to uint8 for arrays (in stripes: bounded memory)."
+    "LR = MATLAB bicubic imresize(modcrop(hr, scale), 1/scale), rounded to uint8 for arrays (in bounded memory)."
     hr = modcrop(hr, scale)
     if isinstance(hr, torch.Tensor): return imresize(hr, 1 / scale).clamp_(0, 1)
     a = np.asarray(hr)
@@ -385,7 +229,8 @@ def bicubic_upsample(lr: np.ndarray,  # uint8 HxWx3
 # %% ../nbs/00b_data.ipynb #5f146c7b
 def _grace_hopper() -> np.ndarray:
     import matplotlib.cbook
-    with matplotlib.cbook.get_sample_data('grace_hopper.jpg') as f: return to_rgb(np.array(Image.open(f).convert('RGB')))
+    with matplotlib.cbook.get_sample_data('grace_hopper.jpg') as f:
+        return to_rgb(np.array(Image.open(f).convert('RGB')))
 
 SAMPLE_IMAGES = {
     'train': {'astronaut': lambda: __import__('skimage.data').data.astronaut(),
@@ -402,7 +247,7 @@ def sample_images(split: str = 'train',  # 'train', 'test' or 'all'
     "The bundled natural photographs of `split` as {name: uint8 HxWx3}."
     if split == 'all': return {**sample_images('train'), **sample_images('test')}
     if split not in SAMPLE_IMAGES: raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
-    return {k: to_rgb(_to_uint8(np.asarray(f()))) for k, f in SAMPLE_IMAGES[split].items()}
+    return {k: to_rgb(to_uint8(np.asarray(f()))) for k, f in SAMPLE_IMAGES[split].items()}
 
 # %% ../nbs/00b_data.ipynb #a305f40a
 SAMPLE_SCENES = {'motorcycle_left': 'motorcycle', 'motorcycle_right': 'motorcycle'}
@@ -423,11 +268,11 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
 def load_images(images) -> dict[str, np.ndarray]:  # folder, {name: array}, or list of paths/arrays
     "`{name: uint8 HxWx3}` from a folder, a dict or a list of paths or arrays."
     if isinstance(images, (str, os.PathLike)): images = list_images(images)
-    if isinstance(images, dict): return {str(k): to_rgb(_to_uint8(np.asarray(v))) for k, v in images.items()}
+    if isinstance(images, dict): return {str(k): to_rgb(to_uint8(np.asarray(v))) for k, v in images.items()}
     out = {}
     for i, x in enumerate(images):
         if isinstance(x, (str, os.PathLike)): out[Path(x).stem] = read_image(x)
-        else: out[f'img{i:04d}'] = to_rgb(_to_uint8(np.asarray(x)))
+        else: out[f'img{i:04d}'] = to_rgb(to_uint8(np.asarray(x)))
     return out
 
 # %% ../nbs/00b_data.ipynb #0f119e68
@@ -457,9 +302,14 @@ class PairedPatchDataset(torch.utils.data.Dataset):
         self.names, self.hr, self.lr, small = [], [], [], []
         for name, img in load_images(images).items():
             img = modcrop(img, scale)
-            if min(img.shape[:2]) < hr_patch: small.append(f'{name} {img.shape[1]}x{img.shape[0]}'); continue
-            self.names.append(name); self.hr.append(img); self.lr.append(degrade(img))
-        if small: warnings.warn(f'skipped {len(small)} image(s) smaller than the {hr_patch}px HR patch: {", ".join(small)}')
+            if min(img.shape[:2]) < hr_patch:
+                small.append(f'{name} {img.shape[1]}x{img.shape[0]}')
+                continue
+            self.names.append(name)
+            self.hr.append(img)
+            self.lr.append(degrade(img))
+        if small:
+            warnings.warn(f'skipped {len(small)} image(s) smaller than the {hr_patch}px HR patch: {", ".join(small)}')
         if not self.names: raise ValueError(f'no image is at least {hr_patch}x{hr_patch} pixels; nothing to train on')
 
     def __len__(self): return len(self.names)  # one "epoch"; any integer k >= 0 is a valid sample key
@@ -486,7 +336,8 @@ class TestImageDataset(torch.utils.data.Dataset):
         imgs = load_images(images)
         names = sorted(imgs)[:max_images] if max_images else sorted(imgs)
         lrs = load_images(lr_images) if lr_images is not None else {}
-        self.scale, self.names, self.source = scale, names, images if isinstance(images, (str, os.PathLike)) else 'the images given'
+        self.scale, self.names = scale, names
+        self.source = images if isinstance(images, (str, os.PathLike)) else 'the images given'
         self.hr, self._sizes = [modcrop(imgs[n], scale) for n in names], [imgs[n].shape[1::-1] for n in names]
         self.require_size(scale, f'an x{scale} test image (one LR pixel)')
         self.lr = []
@@ -495,14 +346,18 @@ class TestImageDataset(torch.utils.data.Dataset):
             if lr is None and lrs: raise FileNotFoundError(f'no provided LR image for {n!r}')
             if lr is None: lr = bicubic_degrade(hr, scale)
             elif lr.shape[0] * scale != hr.shape[0] or lr.shape[1] * scale != hr.shape[1]:
-                raise ValueError(f'LR {n!r} is {lr.shape[1]}x{lr.shape[0]}, expected HR/{scale} of {hr.shape[1]}x{hr.shape[0]}')
+                raise ValueError(f'LR {n!r} is {lr.shape[1]}x{lr.shape[0]}, expected HR/{scale} of '
+                                 f'{hr.shape[1]}x{hr.shape[0]}')
             self.lr.append(lr)
 
-    def require_size(self, side: int, why: str) -> 'TestImageDataset':  # smallest HR side (after mod-crop); what needs it
+    def require_size(self, side: int,  # smallest HR side (after mod-crop)
+                     why: str) -> 'TestImageDataset':  # what needs it
         "Raise a ValueError naming every image whose mod-cropped HR is smaller than side x side; returns self."
-        small = [f'{n!r} ({w}x{h})' for n, hr, (w, h) in zip(self.names, self.hr, self._sizes) if min(hr.shape[:2]) < side]
-        if small: raise ValueError(f'test image(s) {", ".join(small)} of {self.source} are smaller than the {side}x{side} '
-                                   f'pixels that {why} needs (after cropping to a multiple of {self.scale}): remove them or use other images')
+        small = [f'{n!r} ({w}x{h})' for n, hr, (w, h) in zip(self.names, self.hr, self._sizes)
+                 if min(hr.shape[:2]) < side]
+        if small: raise ValueError(f'test image(s) {", ".join(small)} of {self.source} are smaller than the '
+                                   f'{side}x{side} pixels that {why} needs (after cropping to a multiple of '
+                                   f'{self.scale}): remove them or use other images')
         return self
 
     def __len__(self): return len(self.names)
@@ -527,13 +382,15 @@ def download(url: str,                     # where the file lives
              ) -> Path:
     "Fetch `url` into `dest` (or reuse a cached copy whose checksum matches) and verify it."
     import pooch, requests
-    dest = Path(dest).expanduser(); dest.mkdir(parents=True, exist_ok=True)
+    dest = Path(dest).expanduser()
+    dest.mkdir(parents=True, exist_ok=True)
     fname = fname or url.rstrip('/').split('/')[-1]
     try:
         return Path(pooch.retrieve(url, known_hash=known_hash, fname=fname, path=dest, progressbar=progress))
     except ValueError as e:  # pooch: checksum mismatch (pooch deletes the bad download)
         raise DownloadError(f'{fname} from {url} does not match its checksum {known_hash} ({e}). '
-                            f'Delete any partial copy in {dest} and retry, or download it yourself and check it.') from e
+                            f'Delete any partial copy in {dest} and retry, or download it yourself and check it.'
+                            ) from e
     except (requests.exceptions.RequestException, OSError) as e:
         raise DownloadError(f'could not download {url} ({type(e).__name__}: {e}). Offline? Download it yourself '
                             f'and put it at {dest / fname} (checksum {known_hash or "not published"}).'
@@ -552,7 +409,7 @@ def data_root(root: str | os.PathLike | None = None,  # a given root; None or ''
 # %% ../nbs/00b_data.ipynb #ce912328
 @dataclass(frozen=True)
 class DatasetSpec:
-    "Where a dataset comes from (an archive and its checksum, or the manifest file by file) and where its HR images end up under `root`."
+    "Where a dataset comes from (an archive and its checksum, or the manifest file by file); where its HR images go."
     url: str | None        # None: no public direct link; the user prepares the folder
     known_hash: str | None # 'sha256:...' or 'md5:...' as published (see the table above)
     hr_dir: str            # HR image folder, relative to root, after unpacking
@@ -658,10 +515,12 @@ def _fetch_one(r: dict, root: Path, missing: list[dict]) -> None:
     "Download the file of manifest row `r` into root/<folder>, checked; an error names `missing` (r and the rest)."
     import pooch, requests
     url = source_url(r)
-    try: pooch.retrieve(url, known_hash='sha256:' + r['sha256'], fname=r['file'], path=root / r['folder'], progressbar=False)
+    try:
+        pooch.retrieve(url, known_hash='sha256:' + r['sha256'], fname=r['file'], path=root / r['folder'],
+                       progressbar=False)
     except ValueError as e:   # pooch: the SHA-256 does not match (the download is deleted)
-        raise DownloadError(f'{url} does not match its SHA-256 {r["sha256"]}, so it was refused and nothing was written '
-                            f'({e}). ' + _missing_note(missing, root)) from e
+        raise DownloadError(f'{url} does not match its SHA-256 {r["sha256"]}, so it was refused and nothing was '
+                            f'written ({e}). ' + _missing_note(missing, root)) from e
     except (requests.exceptions.RequestException, OSError) as e:
         offline = isinstance(e, (requests.exceptions.ConnectionError, requests.exceptions.Timeout))
         raise DownloadError(f'could not download {url} ({type(e).__name__}: {e}). {"Offline? " if offline else ""}'
@@ -677,9 +536,12 @@ def fetch_files(rows: list[dict],            # manifest rows (read_manifest)
     root = Path(root).expanduser()
     bad = verify_files(rows, root)
     missing = [r for r in rows if not (root / r['folder'] / r['file']).is_file()] + [r for r, _ in bad]
-    log = pooch.get_logger(); level = log.level; log.setLevel('WARNING')   # one progress bar, not a line per file
+    log = pooch.get_logger()
+    level = log.level
+    log.setLevel('WARNING')  # one progress bar, not a line per file
     try:
-        for k, r in enumerate(tqdm(missing, desc=f'downloading to {root}', unit='file', disable=not progress or not missing)):
+        bar = tqdm(missing, desc=f'downloading to {root}', unit='file', disable=not progress or not missing)
+        for k, r in enumerate(bar):
             try: _fetch_one(r, root, missing[k:])   # a wrong file is replaced only by a download that matches
             except DownloadError as e:
                 left = [b for b in bad if b[0] in missing[k:]]
@@ -714,7 +576,9 @@ def get_dataset(name: str,                                    # a key of DATASET
                                     f'{source_url(bad[0][0])}')
         return hr
     how = f'put the HR images of {name} in {hr}' + (f' ({spec.note})' if spec.note else '')
-    if spec.per_file: raise FileNotFoundError(f'{name} is not prepared: {how}; or let get_dataset download it (download_missing=True).')
+    if spec.per_file:
+        raise FileNotFoundError(f'{name} is not prepared: {how}; or let get_dataset download it '
+                                '(download_missing=True).')
     if not download_missing or spec.url is None: raise FileNotFoundError(f'{name} is not prepared: {how}.')
     try: archive = download(spec.url, spec.known_hash, root / 'archives', progress=progress)
     except DownloadError as e: raise DownloadError(f'{e}\nOr {how}.') from e
@@ -732,7 +596,8 @@ DATASETS.update({
     'DIV2K': DatasetSpec('https://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_train_HR.zip',
                          'sha256:9d0b9c463f6e35b6c62cc6a930ee2224f670b34c1df841a57670f9acf0f6c335', 'DIV2K_train_HR'),
     'DIV2K_valid': DatasetSpec('https://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_valid_HR.zip',
-                               'sha256:20dd31fd84d777bc1cf5d6b7654a3f569c0aec74458ae094122ad1d0489900fc', 'DIV2K_valid_HR'),
+                               'sha256:20dd31fd84d777bc1cf5d6b7654a3f569c0aec74458ae094122ad1d0489900fc',
+                               'DIV2K_valid_HR'),
     'Flickr2K': DatasetSpec(_EDSR + 'Flickr2K.tar', 'md5:5d3f39443d5e9489bff8963f8f26cb03', 'Flickr2K/Flickr2K_HR'),
     'Set5': DatasetSpec(None, None, 'benchmark/Set5/HR', f'5 PNG files, {_OR_EDSR}', per_file=True),
     'Set14': DatasetSpec(None, None, 'benchmark/Set14/HR', f'14 PNG files, {_OR_EDSR}', per_file=True),
@@ -769,11 +634,13 @@ def resolve_images(spec: str,            # 'sample', folders and/or dataset name
             try: hr = get_dataset(name, root, download_missing=not skip_missing)
             except FileNotFoundError as e:
                 if not skip_missing: raise
-                print(f'skipping {name}: {e}'); continue
+                print(f'skipping {name}: {e}')
+                continue
             out[name] = ImageSet(hr, hr.parent / 'LR' if (hr.parent / 'LR').is_dir() else None)
         elif Path(name).expanduser().is_dir(): out[Path(name).expanduser().name] = ImageSet(Path(name).expanduser())
         else: raise ValueError(f'{name!r} is not "sample", a dataset ({sorted(DATASETS)}) or an existing folder')
-    if not out: raise ValueError(f'no data in {spec!r}' + (' is available (see the notes above)' if skip_missing else ''))
+    if not out:
+        raise ValueError(f'no data in {spec!r}' + (' is available (see the notes above)' if skip_missing else ''))
     return out
 
 # %% ../nbs/00b_data.ipynb #a6fd21c7
@@ -802,7 +669,7 @@ def file_stamp(path: str | os.PathLike) -> str:
     return f'{Path(path).resolve()}:{st.st_size}:{st.st_mtime_ns}'
 
 def stamped_folder(folder: str | os.PathLike, source: str) -> Path:
-    "Create `folder` for cached images made from `source`; its *.png files are deleted first if they came from another source."
+    "Create `folder` for cached images made from `source`; its *.png files are deleted if they came from another."
     folder, stamp = Path(folder), Path(folder) / 'source.txt'
     if stamp.is_file() and stamp.read_text() != source:
         for f in folder.glob('*.png'): f.unlink()
@@ -810,19 +677,9 @@ def stamped_folder(folder: str | os.PathLike, source: str) -> Path:
     stamp.write_text(source)
     return folder
 
-# %% ../nbs/00b_data.ipynb #72888192
-def _pid_alive(pid: int) -> bool:
-    "Whether process `pid` runs on this machine (True where that cannot be told: another user's process, not POSIX)."
-    if os.name != 'posix': return True
-    try: os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError): return False
-    except OSError: pass
-    return True
+# %% ../nbs/00b_data.ipynb #67b99231
+from .fileio import (  # noqa: F401
+    MAX_IMAGE_PIXELS, ROUNDING_SLACK, ImageReadError, stale_temporaries, write_image)
 
-def stale_temporaries(folder: str | os.PathLike,  # where to look
-                      dead_only: bool = False,    # only those of ended processes (without a lock: others may run)
-                      ) -> list[Path]:
-    "Temporary files in `folder` left by writers other than this process (killed ones, or ones still running)."
-    pat = re.compile(r'^\..+\.tmp(\d+)$')
-    return sorted(p for p in Path(folder).glob('.*.tmp*') if (m := pat.match(p.name)) and int(m[1]) != os.getpid()
-                  and not (dead_only and _pid_alive(int(m[1]))))
+_all_ = ['ROUNDING_SLACK', 'IMAGE_EXTS', 'MAX_IMAGE_PIXELS', 'to_rgb', 'ImageReadError', 'read_image', 'atomic_path',
+         'write_image', 'stale_temporaries']   # (IMAGE_EXTS, to_rgb, read_image, atomic_path: imported at the top)

@@ -21,17 +21,18 @@ import torch.nn.functional as F
 from .config import Profile, seed_profile, seed_stage, split_seed, stage_label
 from .data import TestImageDataset, bicubic_degrade, img2tensor, modcrop, tensor2img
 from .metrics import get_metric
-from .models import CheckpointError, UnreadableCheckpoint, VGGFeatures, warn_random_vgg
+from .models import VGGFeatures, warn_random_vgg
 from .ranker import ensure_ranker, load_ranker
+from .stages import checkpoint_path, load_fitting
 from .train import (ARCH_KEYS, TrainState, autocast, build_discriminator, build_vgg, ensure_srresnet, ensure_stage,
                                 evaluate_generator, fit, load_generator, multistep, pick_device, prepare_model, save_final,
                                 seed_everything, stage_loader, stage_meta, train_set, validation_set)
 
 # %% auto #0
 __all__ = ['GanWeights', 'generator_losses', 'discriminator_losses', 'make_gan_step', 'gan_weights', 'gan_state', 'train_gan',
-           'gan_runs', 'RankContentLoss', 'checkpoint_path', 'load_fitting', 'train_ranksrgan', 'probe_crops',
-           'refine_pixels', 'pixel_probe', 'verdict', 'rank_term_trend', 'plot_convergence', 'ensure_srgan',
-           'ensure_ranksrgan', 'ensure_gan_runs', 'ensure_srgan_plus', 'level_builder', 'seed_profile']
+           'gan_runs', 'RankContentLoss', 'train_ranksrgan', 'probe_crops', 'refine_pixels', 'pixel_probe', 'verdict',
+           'rank_term_trend', 'plot_convergence', 'ensure_srgan', 'ensure_ranksrgan', 'ensure_gan_runs',
+           'ensure_srgan_plus', 'level_builder', 'seed_profile', 'checkpoint_path', 'load_fitting']
 
 # %% ../nbs/05_train_gan.ipynb #5a3bc7b1
 @dataclass
@@ -160,18 +161,7 @@ class RankContentLoss(nn.Module):
         return self.weight * (l.sum() if self.reduction == 'sum' else l.mean())
 
 # %% ../nbs/05_train_gan.ipynb #7b224a9e
-def checkpoint_path(path, what: str) -> Path:  # a user-given checkpoint; what: 'generator', 'Ranker', ... for the error
-    "The path of an existing checkpoint file, checked before any training starts; the error names what it is for."
-    p = Path(path).expanduser()
-    if not p.is_file(): raise FileNotFoundError(f'{what} checkpoint not found: {p}')
-    return p
-
-def load_fitting(load: Callable, path, what: str, net: str):  # load(path); what: 'generator'/'Ranker'; net: the network
-    "`load(path)`, or a ValueError saying that the `what` checkpoint at `path` does not fit `net` (an unreadable file keeps its error)."
-    try: return load(path)
-    except UnreadableCheckpoint: raise                        # its own message says what is wrong with the file
-    except (CheckpointError, ValueError, RuntimeError, KeyError) as e:
-        raise ValueError(f'the {what} checkpoint {path} does not fit {net}: {e}') from e
+_all_ = ['checkpoint_path', 'load_fitting']   # moved to 92_stages; still exported from here
 
 # %% ../nbs/05_train_gan.ipynb #48aba08b
 def train_ranksrgan(cfg: Profile, run_dir,

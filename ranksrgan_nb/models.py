@@ -5,11 +5,8 @@
 # %% ../nbs/02_models.ipynb #d58e5745
 from __future__ import annotations
 
-import contextlib
 import os
-import pickle
 import re
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -18,13 +15,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .data import download
+from .fileio import load_pth, warn_once
 
 # %% auto #0
-__all__ = ['VGG19_BLOCKS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'SAFE_GLOBALS', 'VGG19_URL', 'VGG19_HASH', 'VGG19_FILE',
-           'VGG_RANDOM_SEED', 'count_params', 'ResidualBlockNoBN', 'SRResNet', 'identity_init', 'ResidualDenseBlock',
-           'RRDB', 'RRDBNet', 'Discriminator', 'Ranker', 'vgg19_layer_names', 'UnreadableCheckpoint', 'load_pth',
-           'RandomVGGWarning', 'cache_dir', 'CheckpointError', 'unwrap_state_dict', 'warn_random_vgg', 'VGGFeatures',
-           'map_official', 'load_official']
+__all__ = ['VGG19_BLOCKS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'VGG19_URL', 'VGG19_HASH', 'VGG19_FILE', 'VGG_RANDOM_SEED',
+           'count_params', 'ResidualBlockNoBN', 'SRResNet', 'identity_init', 'ResidualDenseBlock', 'RRDB', 'RRDBNet',
+           'Discriminator', 'Ranker', 'vgg19_layer_names', 'RandomVGGWarning', 'cache_dir', 'CheckpointError',
+           'unwrap_state_dict', 'warn_random_vgg', 'VGGFeatures', 'map_official', 'load_official', 'SAFE_GLOBALS',
+           'UnreadableCheckpoint', 'load_pth']
 
 # %% ../nbs/02_models.ipynb #bbe69b3f
 def count_params(model: nn.Module,            # any module
@@ -58,15 +56,16 @@ class ResidualBlockNoBN(nn.Module):
 
 # %% ../nbs/02_models.ipynb #9fb403b0
 class SRResNet(nn.Module):
-    "RankSRGAN's generator: SRResNet without BatchNorm, global skip, pixel-shuffle upsampling (official RankSRGAN_arch.SRResNet)."
+    "RankSRGAN's generator: SRResNet without BatchNorm, global skip, pixel-shuffle upsampling (official SRResNet)."
     def __init__(self, nf: int = 64,    # width
                  nb: int = 16,          # residual blocks
                  scale: int = 4,        # 2, 3 or 4
                  in_nc: int = 3, out_nc: int = 3,
-                 init: str = 'official'):  # 'official' (Kaiming x 0.1) or 'identity' (starts as nearest upsampling, below)
+                 init: str = 'official'):  # 'official' (Kaiming x 0.1) or 'identity' (nearest upsampling, below)
         super().__init__()
         if scale not in (2, 3, 4): raise ValueError(f'SRResNet supports scale 2, 3 or 4, got {scale}')
-        if init not in ('official', 'identity'): raise ValueError(f"init must be 'official' or 'identity', got {init!r}")
+        if init not in ('official', 'identity'):
+            raise ValueError(f"init must be 'official' or 'identity', got {init!r}")
         self.scale = scale
         r = 3 if scale == 3 else 2                                  # pixel-shuffle factor of one stage
         self.conv_first = _conv3(in_nc, nf)
@@ -93,7 +92,8 @@ class SRResNet(nn.Module):
 def _carry(conv: nn.Conv2d, rows: list[int], src: list[int]) -> None:
     "Output channel rows[k] of a 3x3 conv copies input channel src[k] (centre tap 1; its other weights and bias 0)."
     rows_t, src_t = torch.tensor(rows), torch.tensor(src)
-    conv.weight[rows_t] = 0; conv.bias[rows_t] = 0
+    conv.weight[rows_t] = 0
+    conv.bias[rows_t] = 0
     conv.weight[rows_t, src_t, 1, 1] = 1
 
 @torch.no_grad()
@@ -101,15 +101,20 @@ def identity_init(g: SRResNet) -> SRResNet:
     "Make `g` start as nearest-neighbour upsampling: feature channels 0..2 carry the image; other weights are kept."
     n = g.conv_first.in_channels
     if g.conv_last.out_channels != n or g.conv_first.out_channels < n:
-        raise ValueError(f'identity init needs in_nc == out_nc <= nf, got {n}, {g.conv_last.out_channels}, {g.conv_first.out_channels}')
+        raise ValueError(f'identity init needs in_nc == out_nc <= nf, got {n}, {g.conv_last.out_channels}, '
+                         f'{g.conv_first.out_channels}')
     ch = list(range(n))
     _carry(g.conv_first, ch, ch)
-    for conv in [b.conv2 for b in g.recon_trunk] + [g.LRconv]: conv.weight[:n] = 0; conv.bias[:n] = 0   # trunk: y = x + 0
+    for conv in [b.conv2 for b in g.recon_trunk] + [g.LRconv]:
+        conv.weight[:n] = 0
+        conv.bias[:n] = 0  # trunk: y = x + 0
     for up in [g.upconv1] + ([g.upconv2] if g.scale == 4 else []):
         r2 = up.out_channels // up.in_channels                            # r^2 sub-positions per channel
         _carry(up, [c * r2 + k for c in ch for k in range(r2)], [c for c in ch for _ in range(r2)])
     _carry(g.HRconv, ch, ch)
-    g.conv_last.weight.zero_(); g.conv_last.bias.zero_(); _carry(g.conv_last, ch, ch)
+    g.conv_last.weight.zero_()
+    g.conv_last.bias.zero_()
+    _carry(g.conv_last, ch, ch)
     return g
 
 # %% ../nbs/02_models.ipynb #6d0ad7fb
@@ -168,7 +173,7 @@ class RRDBNet(nn.Module):
 
 # %% ../nbs/02_models.ipynb #c495bd8c
 class _VGGStack(nn.Module):
-    "Ten convs k3s1/k4s2 with nf..8nf channels, BN after all but the first, LeakyReLU 0.2 (official Discriminator_VGG_296)."
+    "Ten convs k3s1/k4s2 with nf..8nf channels, BN after all but the first, LeakyReLU 0.2 (Discriminator_VGG_296)."
     def __init__(self, in_nc: int, nf: int, bias: bool):  # bias: on every conv (Ranker) or only the first (D)
         super().__init__()
         c_in = in_nc
@@ -191,7 +196,7 @@ class _VGGStack(nn.Module):
 
 # %% ../nbs/02_models.ipynb #95b3df7c
 class Discriminator(_VGGStack):
-    "VGG-style discriminator: 10 convs (BN from the second, no conv bias after the first), 2 linear layers (Discriminator_VGG_296)."
+    "VGG-style discriminator: 10 convs (BN from the second, conv bias on the first only), 2 linear layers (official)."
     def __init__(self, nf: int = 64,          # width
                  patch_size: int = 296,       # the (square) input size it is built for
                  in_nc: int = 3):
@@ -212,7 +217,7 @@ class Discriminator(_VGGStack):
 
 # %% ../nbs/02_models.ipynb #52e3daa5
 class Ranker(_VGGStack):
-    "The Ranker (Ranker_VGG12): 10 convs with bias, global average pooling, 512->100->1. Higher score = worse (higher NIQE)."
+    "The Ranker (Ranker_VGG12): 10 convs with bias, global average pooling, 512->100->1. Higher = worse (higher NIQE)."
     def __init__(self, nf: int = 64,  # width
                  in_nc: int = 3):
         super().__init__(in_nc, nf, bias=True)
@@ -220,7 +225,8 @@ class Ranker(_VGGStack):
 
     def forward(self, x):  # (B, 3, H, W), H, W >= 32 -> rank scores (B, 1); higher = worse (higher NIQE)
         if min(x.shape[-2:]) < 32:
-            raise ValueError(f'the Ranker needs inputs of at least 32x32 pixels (five stride-2 convs), got {x.shape[-2]}x{x.shape[-1]}')
+            raise ValueError(f'the Ranker needs inputs of at least 32x32 pixels (five stride-2 convs), '
+                             f'got {x.shape[-2]}x{x.shape[-1]}')
         fea = self.conv_features(x).mean(dim=(2, 3))               # global average pooling
         return self.classifier(fea)
 
@@ -242,45 +248,11 @@ def _vgg19_features(end: int) -> nn.Sequential:
     for name in vgg19_layer_names()[:end]:
         if name.startswith('conv'):
             c = VGG19_BLOCKS[int(name[4]) - 1][0]
-            layers.append(nn.Conv2d(c_in, c, 3, 1, 1)); c_in = c
+            layers.append(nn.Conv2d(c_in, c, 3, 1, 1))
+            c_in = c
         elif name.startswith('relu'): layers.append(nn.ReLU(inplace=True))
         else: layers.append(nn.MaxPool2d(2, 2))
     return nn.Sequential(*layers)
-
-# %% ../nbs/02_models.ipynb #714e3f75
-class UnreadableCheckpoint(RuntimeError):
-    "A .pth file cannot be loaded: empty, truncated, not a PyTorch file, or loading it would run code."
-
-def _numpy_globals() -> list:
-    "NumPy's array and scalar reconstructors and dtype classes, also under the names NumPy 1 pickled them with."
-    import numpy as np
-    core = getattr(np, '_core', None) or np.core
-    fns = [core.multiarray._reconstruct, core.multiarray.scalar]
-    return fns + [(f, f'numpy.core.multiarray.{f.__name__}') for f in fns] + [np.ndarray, np.dtype] + \
-        [type(np.dtype(c)) for c in '?bBhHiIlLqQefdgFD']
-
-SAFE_GLOBALS = _numpy_globals()   # what loading may build besides tensors and plain containers
-
-# %% ../nbs/02_models.ipynb #a51d104e
-def load_pth(path: str | os.PathLike, what: str = 'checkpoint', map_location='cpu'):
-    "`torch.load(path, weights_only=True)` with SAFE_GLOBALS allowed; an error names the file, the cause and what to do."
-    path = Path(path).expanduser()
-    if path.is_dir(): raise IsADirectoryError(f'{what} {path} is a folder, not a .pth file')
-    if not path.is_file(): raise FileNotFoundError(f'{what} not found: {path}')
-    allow = getattr(torch.serialization, 'safe_globals', None)          # PyTorch >= 2.5
-    try:
-        with allow(SAFE_GLOBALS) if allow else contextlib.nullcontext():
-            return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        if m := re.search(r'GLOBAL ([\w.]+)', str(e)):
-            raise UnreadableCheckpoint(f'{what} {path} asks to run {m[1]} while loading, which could execute code: refused. If you '
-                                       'trust its source, append that object (the class or function itself) to models.SAFE_GLOBALS, an allow-list, '
-                                       'and load it again') from None
-        cause = e
-    except Exception as e: cause = e
-    size = path.stat().st_size
-    why = 'it is empty (0 bytes)' if size == 0 else f'it is truncated, damaged or not a PyTorch file ({size} bytes; {type(cause).__name__}: {cause})'
-    raise UnreadableCheckpoint(f'cannot read {what} {path}: {why}. Copy or download it again') from cause
 
 # %% ../nbs/02_models.ipynb #b1db2283
 VGG19_URL = 'https://download.pytorch.org/models/vgg19-dcbb9e9d.pth'
@@ -302,9 +274,10 @@ class CheckpointError(ValueError):
 _WRAPPER_KEYS = ('params', 'params_ema', 'state_dict', 'model', 'net')
 
 def unwrap_state_dict(sd) -> dict[str, torch.Tensor]:  # a state dict, possibly wrapped, possibly `module.`-prefixed
-    "The flat {name: tensor} inside `sd`, without {'params'|'params_ema'|'state_dict'|'model'|'net': ...} wrappers or `module.` prefixes."
+    "The flat {name: tensor} inside `sd`, without wrappers ({'params': ...} and the like) or `module.` prefixes."
     for _ in range(5):
-        if not isinstance(sd, Mapping): raise CheckpointError(f'expected a state dict (names -> tensors), got {type(sd).__name__}')
+        if not isinstance(sd, Mapping):
+            raise CheckpointError(f'expected a state dict (names -> tensors), got {type(sd).__name__}')
         if sd and all(isinstance(v, torch.Tensor) for v in sd.values()): break
         inner = next((sd[k] for k in _WRAPPER_KEYS if isinstance(sd.get(k), Mapping)), None)
         if inner is None:
@@ -326,9 +299,11 @@ def _load_torchvision_vgg(features: nn.Sequential, sd: Mapping) -> None:
     missing = [k for k in want if k not in sd]
     kept = lambda k: not k.split('.')[1].isdigit() or int(k.split('.')[1]) < len(features)   # deeper layers are ignored
     stray = [k for k in sd if k.startswith('features.') and k not in want and kept(k)]
-    wrong = [f'{k} is {tuple(sd[k].shape)} in the file, {tuple(v.shape)} in VGG19' for k, v in want.items() if k in sd and sd[k].shape != v.shape]
+    wrong = [f'{k} is {tuple(sd[k].shape)} in the file, {tuple(v.shape)} in VGG19' for k, v in want.items()
+             if k in sd and sd[k].shape != v.shape]
     if missing or stray or wrong:
-        raise CheckpointError(f'VGG19 weights do not fit: missing {missing[:4]}, unexpected {stray[:4]}, wrong shape {wrong[:3]}')
+        raise CheckpointError(f'VGG19 weights do not fit: missing {missing[:4]}, unexpected {stray[:4]}, '
+                              f'wrong shape {wrong[:3]}')
     features.load_state_dict({k[len('features.'):]: sd[k] for k in want})
 
 # %% ../nbs/02_models.ipynb #204328c1
@@ -357,24 +332,13 @@ def _resolve_vgg_weights(weights) -> tuple[str, Mapping | None]:
     return str(path), load_pth(path, 'VGG19 weights')
 
 # %% ../nbs/02_models.ipynb #a91eee84
-_SHOWN: set[str] = set()
-
-def _action(message: str, category=RandomVGGWarning, module: str = 'ranksrgan_nb') -> str:
-    "What the active warning filters do with this warning ('default', 'always', 'error', 'ignore', ...)."
-    for action, msg, cat, mod, lineno in warnings.filters:
-        if (msg is None or msg.match(message)) and issubclass(category, cat) and (mod is None or mod.match(module)) and lineno == 0:
-            return action
-    return warnings.defaultaction
-
 def warn_random_vgg(message: str):
-    "A `RandomVGGWarning` once per message and session (each time under an 'always' or 'error' filter), with no source line."
-    if message in _SHOWN and _action(message) not in ('always', 'error'): return   # a pipeline builds many VGG19s
-    _SHOWN.add(message)
-    warnings.warn_explicit(message, RandomVGGWarning, 'ranksrgan_nb', 0)            # file 'ranksrgan_nb', line 0: nothing to echo
+    "A `RandomVGGWarning` once per message and session, without a source line (fileio.warn_once)."
+    warn_once(message, RandomVGGWarning)
 
 # %% ../nbs/02_models.ipynb #721e9f93
 class VGGFeatures(nn.Module):
-    "Frozen VGG19 features up to `layer` (default conv5_4 before ReLU = torchvision features[:35]), ImageNet-normalised input."
+    "Frozen VGG19 features up to `layer` (default: conv5_4 before ReLU, features[:35]), ImageNet-normalised input."
     def __init__(self, layer: str = 'conv5_4',  # last conv kept: 'conv1_1' ... 'conv5_4'
                  before_relu: bool = True,      # cut before that conv's ReLU (the official define_F) or after it
                  weights='auto'):               # 'auto', 'imagenet', 'random'/None, a file path or a state dict
@@ -383,16 +347,16 @@ class VGGFeatures(nn.Module):
         if not (isinstance(layer, str) and layer.startswith('conv') and layer in names):
             raise ValueError(f"layer must be a VGG19 conv name ('conv1_1' ... 'conv5_4'), got {layer!r}")
         self.layer, self.before_relu = layer, before_relu
-        with torch.random.fork_rng(devices=[]):                     # PyTorch's default conv init must not move the global RNG
+        with torch.random.fork_rng(devices=[]):     # PyTorch's default conv init must not move the global RNG
             self.features = _vgg19_features(names.index(layer) + (1 if before_relu else 2))
         self.register_buffer('mean', torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.weights_source, sd = _resolve_vgg_weights(weights)     # 'random', 'state dict' or the file used
         if sd is None:
             _random_vgg(self.features)
-            warn_random_vgg(f'VGGFeatures: random VGG19 weights (seed {VGG_RANDOM_SEED}); the perceptual loss is then not '
-                            f"the paper's (ImageNet VGG19). For the real one, put {VGG19_FILE} from {VGG19_URL} in "
-                            f"{cache_dir()} or pass weights='imagenet'.")
+            warn_random_vgg(f'VGGFeatures: random VGG19 weights (seed {VGG_RANDOM_SEED}); the perceptual loss is '
+                            f"then not the paper's (ImageNet VGG19). For the real one, put {VGG19_FILE} from "
+                            f"{VGG19_URL} in {cache_dir()} or pass weights='imagenet'.")
         else: _load_torchvision_vgg(self.features, sd)
         self.requires_grad_(False)
         super().train(False)
@@ -421,7 +385,8 @@ def _map_by_name(sd: dict, target: dict) -> tuple[dict, list]:
     "Match mmsr-named tensors to the model's by name, strictly."
     missing = [k for k in target if k not in sd and not k.endswith('num_batches_tracked')]
     unexpected = [k for k in sd if k not in target]
-    wrong = [f'{k} is {_shape(sd[k])} in the checkpoint, {_shape(v)} in the model' for k, v in target.items() if k in sd and sd[k].shape != v.shape]
+    wrong = [f'{k} is {_shape(sd[k])} in the checkpoint, {_shape(v)} in the model' for k, v in target.items()
+             if k in sd and sd[k].shape != v.shape]
     problems = ([f'{len(wrong)} of the wrong shape, first: {"; ".join(wrong[:3])}'] if wrong else []) \
         + ([f'{len(missing)} missing from the checkpoint, first: {missing[:4]}'] if missing else []) \
         + ([f'{len(unexpected)} not in the model, first: {unexpected[:4]}'] if unexpected else [])
@@ -436,11 +401,14 @@ def _map_by_order(sd: dict, target: dict) -> tuple[dict, list]:
     if not any(k.endswith('num_batches_tracked') for k in sd):       # files from PyTorch < 0.4.1
         tgt = [(k, v) for k, v in tgt if not k.endswith('num_batches_tracked')]
     out, pairs, problems = dict(target), [], []
-    if len(src) != len(tgt): problems.append(f'the checkpoint has {len(src)} tensors, the model {len(tgt)} (another nb or scale?)')
+    if len(src) != len(tgt):
+        problems.append(f'the checkpoint has {len(src)} tensors, the model {len(tgt)} (another nb or scale?)')
     for i, ((ks, vs), (kt, vt)) in enumerate(zip(src, tgt)):
         if ks.rpartition('.')[2] != kt.rpartition('.')[2] or vs.shape != vt.shape:
-            problems.append(f'first pair that does not fit: #{i} {ks} {_shape(vs)} would go to {kt} {_shape(vt)}'); break
-        out[kt] = vs; pairs.append((ks, kt))
+            problems.append(f'first pair that does not fit: #{i} {ks} {_shape(vs)} would go to {kt} {_shape(vt)}')
+            break
+        out[kt] = vs
+        pairs.append((ks, kt))
     else:
         if len(src) > len(tgt): problems.append(f'left over in the checkpoint: {[k for k, _ in src[len(tgt):]][:4]}')
         if len(src) < len(tgt): problems.append(f"nothing for the model's {[k for k, _ in tgt[len(src):]][:4]}")
@@ -480,3 +448,8 @@ def load_official(model: nn.Module,      # SRResNet, RRDBNet, Discriminator or R
     sd, _ = map_official(model, path_or_state_dict)
     model.load_state_dict(sd, strict=True)
     return model
+
+# %% ../nbs/02_models.ipynb #cdc84d47
+from .fileio import SAFE_GLOBALS, UnreadableCheckpoint  # noqa: F401
+
+_all_ = ['SAFE_GLOBALS', 'UnreadableCheckpoint', 'load_pth']   # (load_pth: imported at the top)

@@ -6,13 +6,10 @@
 from __future__ import annotations
 
 import contextlib
-import csv
-import json
 import math
 import os
 import random
 import signal
-import socket
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -26,31 +23,37 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .config import Profile, check_device
-from .data import (PairedPatchDataset, TestImageDataset, atomic_path, img2tensor, profile_images,
-                               stale_temporaries, tensor2img, test_sets)
+from .data import PairedPatchDataset, TestImageDataset, img2tensor, profile_images, tensor2img, test_sets
+from .fileio import save_atomic, stale_temporaries
 from .metrics import get_metric, niqe_min_size
-from .models import Discriminator, SRResNet, UnreadableCheckpoint, VGGFeatures, load_official, load_pth
+from .models import Discriminator, SRResNet, VGGFeatures, load_official
+from .stages import (CsvLog, Stage, checkpoints, deferred_signals, ensure, final_path, folder_lock,
+                                 latest_checkpoint, load_checkpoint, load_final, read_log, resume_checkpoint,
+                                 save_final, stage_meta)
 
 # %% auto #0
-__all__ = ['STOP_SIGNALS', 'ARCH_KEYS', 'pick_device', 'seed_everything', 'rng_state', 'set_rng_state', 'autocast', 'batches',
-           'TrainState', 'save_atomic', 'checkpoints', 'load_checkpoint', 'resume_checkpoint', 'latest_checkpoint',
-           'CsvLog', 'read_log', 'TrainingDiverged', 'FolderLocked', 'folder_lock', 'fit', 'build_generator',
-           'build_discriminator', 'build_vgg', 'receptive_radius', 'tiles', 'tiled_forward', 'NonFiniteOutput',
-           'check_tile', 'super_resolve', 'evaluate_generator', 'make_sr_step', 'multistep', 'stage_meta', 'final_path',
-           'save_final', 'load_final', 'ensure_stage', 'train_set', 'test_set', 'validation_set', 'prepare_model',
-           'stage_loader', 'train_srresnet', 'ensure_srresnet', 'load_generator']
+__all__ = ['ARCH_KEYS', 'pick_device', 'seed_everything', 'rng_state', 'set_rng_state', 'autocast', 'batches', 'TrainState',
+           'TrainingDiverged', 'fit', 'build_generator', 'build_discriminator', 'build_vgg', 'receptive_radius',
+           'tiles', 'tiled_forward', 'NonFiniteOutput', 'check_tile', 'super_resolve', 'evaluate_generator',
+           'make_sr_step', 'multistep', 'ensure_stage', 'train_set', 'test_set', 'validation_set', 'prepare_model',
+           'stage_loader', 'train_srresnet', 'ensure_srresnet', 'load_generator', 'save_atomic', 'STOP_SIGNALS',
+           'checkpoints', 'load_checkpoint', 'resume_checkpoint', 'latest_checkpoint', 'CsvLog', 'read_log',
+           'FolderLocked', 'folder_lock', 'stage_meta', 'final_path', 'save_final', 'load_final']
 
 # %% ../nbs/03_train_sr.ipynb #e4656492
 def pick_device(device: str = 'auto') -> torch.device:  # 'auto', or any torch device string
     "CUDA if available, then MPS, then CPU; or the device named, if this machine has it (config.check_device)."
     if str(device) != 'auto': return torch.device(check_device(str(device)))
     if torch.cuda.is_available(): return torch.device('cuda')
-    if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
+    mps = getattr(torch.backends, 'mps', None)
+    if mps is not None and mps.is_available(): return torch.device('mps')
     return torch.device('cpu')
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
     "Seed Python, NumPy and torch; optionally require deterministic algorithms."
-    random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
     if deterministic:
         os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
         torch.use_deterministic_algorithms(True)
@@ -59,7 +62,7 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 # %% ../nbs/03_train_sr.ipynb #2fd950ad
 def rng_state() -> dict:
-    "The random-number-generator states of Python, NumPy, torch and CUDA, as tensors and lists (they load with weights_only)."
+    "The states of the random-number generators (Python, NumPy, torch, CUDA) as tensors and lists (weights_only)."
     version, keys, gauss = random.getstate()
     _, mt, pos, has_gauss, cached = np.random.get_state()
     st = {'python': [version, list(keys), gauss], 'torch': torch.get_rng_state(),
@@ -70,10 +73,13 @@ def rng_state() -> dict:
 
 def set_rng_state(st: dict) -> None:
     "Restore states saved by `rng_state` (or by its older form, which kept NumPy's own tuple)."
-    version, keys, gauss = st['python']; random.setstate((version, tuple(keys), gauss))
+    version, keys, gauss = st['python']
+    random.setstate((version, tuple(keys), gauss))
     n = st['numpy']
-    if isinstance(n, dict): n = ('MT19937', n['mt19937'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['cached_gaussian'])
-    np.random.set_state(n); torch.set_rng_state(st['torch'])
+    if isinstance(n, dict):
+        n = ('MT19937', n['mt19937'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['cached_gaussian'])
+    np.random.set_state(n)
+    torch.set_rng_state(st['torch'])
     if 'cuda' in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st['cuda'])
 
 # %% ../nbs/03_train_sr.ipynb #e507f8c7
@@ -124,92 +130,6 @@ class TrainState:
         self.iteration = sd['iteration']
         set_rng_state(sd['rng'])
 
-# %% ../nbs/03_train_sr.ipynb #6489efca
-def save_atomic(obj, path: str | os.PathLike) -> Path:
-    "`torch.save` to a temporary file beside `path`, renamed over it when complete; a failure (full disk) names the path."
-    path = Path(path)
-    with atomic_path(path) as tmp, open(tmp, 'wb') as f: torch.save(obj, f)   # our file object: closed (space freed) on failure
-    return path
-
-def checkpoints(folder: str | os.PathLike) -> list[Path]:
-    "The periodic checkpoints `ckpt_<iter>.pth` in `folder`, oldest first."
-    folder = Path(folder)
-    return sorted(folder.glob('ckpt_*.pth'), key=lambda p: int(p.stem.split('_')[1])) if folder.is_dir() else []
-
-def load_checkpoint(path: str | os.PathLike, map_location='cpu') -> dict:
-    "Load a checkpoint or stage result with weights_only=True; errors name the file and the cause."
-    return load_pth(path, 'checkpoint', map_location)
-
-# %% ../nbs/03_train_sr.ipynb #737dbbf9
-def resume_checkpoint(folder: str | os.PathLike) -> tuple[Path, dict] | None:
-    "The newest checkpoint in `folder` that can be read, and its contents; a newer unreadable one is skipped with a warning."
-    cks = checkpoints(folder)
-    for i in range(len(cks) - 1, -1, -1):
-        try: return cks[i], load_checkpoint(cks[i])
-        except UnreadableCheckpoint as e:
-            warnings.warn(f'skipping {cks[i].name}: {e}; ' + (f'resuming from {cks[i - 1].name}' if i else 'no older checkpoint'))
-    if cks: raise UnreadableCheckpoint(f'no checkpoint in {folder} can be read ({", ".join(p.name for p in cks)}): '
-                                       'delete them to train this stage from the start (or pass resume=False)')
-    return None
-
-def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
-    "The newest periodic checkpoint in `folder`, or None."
-    c = checkpoints(folder)
-    return c[-1] if c else None
-
-# %% ../nbs/03_train_sr.ipynb #76167467
-class CsvLog:
-    "Append rows to a CSV file; on resume, drop the rows past the resumed iteration (the file rewritten atomically)."
-    def __init__(self, path: str | os.PathLike, resume_from: int = 0):
-        self.path, self.fields = Path(path), None
-        if self.path.exists():
-            keep = [r for r in self._rows() if int(float(r['iter'])) <= resume_from] if resume_from else []
-            if keep: self._rewrite(keep, list(keep[0]))
-            else: self.path.unlink()                                      # nothing to keep: a new log
-    def _rewrite(self, rows: list[dict], fields: list[str]) -> None:
-        "Replace the file by `rows` under the header `fields` via a temporary file: a kill leaves the old or the new."
-        with atomic_path(self.path) as tmp, tmp.open('w', newline='') as f:
-            w = csv.DictWriter(f, fieldnames=fields, restval='')
-            w.writeheader()
-            w.writerows(rows)
-        self.fields = fields
-    def _rows(self) -> list[dict]:
-        with self.path.open(newline='') as f: rows = list(csv.DictReader(f))
-        for i, r in enumerate(rows, 2):                                   # line 1 is the header
-            try: float(r['iter'])
-            except (KeyError, TypeError, ValueError):
-                raise ValueError(f'{self.path}, line {i}: iter={r.get("iter")!r} is not a number, so the log is damaged '
-                                 '(two runs writing at once?). Delete that line, or the file (it is only a log), and run again') from None
-        return rows
-    def write(self, row: dict) -> None:
-        new = self.fields is None
-        if new: self.fields = list(row)
-        extra = [k for k in row if k not in self.fields]
-        if extra:   # a new column: rewrite the file with it
-            self._rewrite(self._rows(), self.fields + extra)
-            new = False
-        self._append(row, header=new or not self.path.exists())
-    def _append(self, row, header):
-        with self.path.open('a', newline='') as f:
-            w = csv.DictWriter(f, fieldnames=self.fields, restval='')
-            if header: w.writeheader()
-            w.writerow(row)
-
-def read_log(path: str | os.PathLike):
-    "A `log.csv`/`val.csv` written by `fit`, as a pandas DataFrame of numbers; errors name the file and the line."
-    import pandas as pd
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f'no log at {path}: has this stage been trained in this run_dir?')
-    try: df = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e: raise ValueError(f'cannot read {path}: {e}') from e
-    for c in df.columns:
-        bad = pd.to_numeric(df[c], errors='coerce').isna() & df[c].notna()
-        if bad.any():
-            i = int(bad.to_numpy().argmax())
-            raise ValueError(f'{path}, line {i + 2}: {c}={df[c].iloc[i]!r} is not a number, so the log is damaged (two runs '
-                             'writing at once?). Delete that line, or the file, and run the stage again')
-    return df.apply(pd.to_numeric)
-
 # %% ../nbs/03_train_sr.ipynb #53ecffbe
 class TrainingDiverged(RuntimeError):
     "A loss became NaN or infinite."
@@ -220,75 +140,12 @@ def _check_finite(losses: dict, t: int, desc: str, last: Path | None) -> None:
     if bad: raise TrainingDiverged(f'{desc}: loss {bad[0]} = {losses[bad[0]]} at iteration {t}; '
                                    f'last good checkpoint: {last or "none (diverged before the first)"}')
 
-# %% ../nbs/03_train_sr.ipynb #33678e90
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)   # Ctrl-C; and what a batch scheduler or `kill` sends to stop a job
-
-@contextlib.contextmanager
-def _deferred_signals():
-    "Turn SIGINT and SIGTERM into a flag (the signal's number) checked between iterations (main thread only)."
-    flag, old = {'hit': None}, {}
-    def handler(signum, frame): flag['hit'] = signum
-    try:
-        for s in STOP_SIGNALS: old[s] = signal.signal(s, handler)
-    except ValueError: pass                # not the main thread: leave the signals alone
-    try: yield flag
-    finally:
-        for s, h in old.items(): signal.signal(s, signal.SIG_DFL if h is None else h)
-
-# %% ../nbs/03_train_sr.ipynb #36373d39
-class FolderLocked(RuntimeError):
-    "Another process is writing into the same stage folder."
-
-_HELD: dict[Path, list] = {}   # folder -> [lock-file descriptor, depth] of the locks this process holds
-
-def _holder(lock: Path) -> dict:
-    try: return json.loads(lock.read_text() or '{}')
-    except (OSError, ValueError): return {}
-
-def _alive(h: dict) -> bool:
-    "Whether the holder `h` of a lock may still run (another host, or a live PID here; unknown on Windows)."
-    if h.get('host') != socket.gethostname() or os.name != 'posix': return True
-    try: os.kill(int(h['pid']), 0)
-    except ProcessLookupError: return False
-    except (PermissionError, OSError, ValueError, KeyError): pass
-    return True
-
-# %% ../nbs/03_train_sr.ipynb #cbfc9341
-def _take(fd: int, lock: Path) -> None:
-    "Lock `fd` exclusively or raise FolderLocked naming the holder; then write our PID and host into it."
-    old = _holder(lock)
-    try:
-        import fcntl; fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB); busy = False
-    except BlockingIOError: busy = True
-    except (ImportError, OSError): busy = bool(old) and _alive(old)          # no flock here: the PID decides
-    if busy: raise FolderLocked(f'{lock.parent} is being written by PID {old.get("pid", "?")} on {old.get("host", "?")} since '
-                                f'{old.get("since", "?")}: wait for it or stop it. If that process is gone, delete {lock}')
-    if old: warnings.warn(f'took over {lock} from PID {old.get("pid")} on {old.get("host")}, which ended without releasing it')
-    os.ftruncate(fd, 0)
-    os.write(fd, json.dumps({'pid': os.getpid(), 'host': socket.gethostname(), 'since': time.strftime('%Y-%m-%d %H:%M:%S')}).encode())
-
-@contextlib.contextmanager
-def folder_lock(folder: str | os.PathLike):
-    "Hold the exclusive write lock of `folder` while the block runs (re-entrant within one process)."
-    folder = Path(folder).resolve(); folder.mkdir(parents=True, exist_ok=True)
-    if folder not in _HELD:
-        fd = os.open(folder / '.lock', os.O_RDWR | os.O_CREAT, 0o644)
-        try: _take(fd, folder / '.lock')
-        except BaseException: os.close(fd); raise
-        _HELD[folder] = [fd, 0]
-    _HELD[folder][1] += 1
-    try: yield folder
-    finally:
-        _HELD[folder][1] -= 1
-        if not _HELD[folder][1]:
-            fd = _HELD.pop(folder)[0]
-            os.ftruncate(fd, 0); os.close(fd)                                # empty: released cleanly
-
 # %% ../nbs/03_train_sr.ipynb #2f9f8df7
 def _begin(state: TrainState, out_dir: Path, resume: bool) -> Path | None:
-    "Start a stage in out_dir (its lock held): remove a killed writer's temporary files, then resume (or clear) checkpoints."
+    "Start a stage in out_dir (lock held): remove a killed writer's temporaries, then resume (or clear) checkpoints."
     for p in stale_temporaries(out_dir):
-        p.unlink(missing_ok=True); warnings.warn(f'removed {p}, left by a writer that was killed while writing it')
+        p.unlink(missing_ok=True)
+        warnings.warn(f'removed {p}, left by a writer that was killed while writing it')
     if not resume:
         for p in checkpoints(out_dir): p.unlink()
         return None
@@ -323,20 +180,24 @@ def fit(state: TrainState,                       # models/optimizers/schedulers 
         if start >= n_iters: return state
         t, saved_at, t0 = start, start, time.perf_counter()
         bar = tqdm(total=n_iters, initial=start, desc=desc, dynamic_ncols=True, mininterval=1.0)
-        with _deferred_signals() as stop:
+        stop = {'hit': None}                                  # the number of a SIGINT or SIGTERM that came
+        with deferred_signals(lambda signum: stop.update(hit=signum)):
             try:
                 for batch in data(start, n_iters):
                     losses = step(batch)
                     for s in state.scheds.values(): s.step()
                     t = state.iteration = t + 1
                     _check_finite(losses, t, desc, last)
-                    bar.update(1); bar.set_postfix({k: f'{v:.3g}' for k, v in list(losses.items())[:4]}, refresh=False)
+                    bar.update(1)
+                    bar.set_postfix({k: f'{v:.3g}' for k, v in list(losses.items())[:4]}, refresh=False)
                     if t % log_every == 0 or t == n_iters:
                         lr = {f'lr_{k}': o.param_groups[0]['lr'] for k, o in state.optims.items()}
                         log.write({'iter': t, 'seconds': round(time.perf_counter() - t0, 3), **lr, **losses})
                     if validate is not None and (t % val_every == 0 or t == n_iters):
                         vlog.write({'iter': t, **validate()})
-                    if t % ckpt_every == 0 or t == n_iters: save(t); saved_at = t
+                    if t % ckpt_every == 0 or t == n_iters:
+                        save(t)
+                        saved_at = t
                     for h in hooks: h(t, losses)
                     if stop['hit']: raise KeyboardInterrupt
             except KeyboardInterrupt:
@@ -369,7 +230,7 @@ def receptive_radius(G: nn.Module) -> int:
     return sum((m.kernel_size[0] // 2) * m.dilation[0] for m in G.modules() if isinstance(m, nn.Conv2d))
 
 def tiles(h: int, w: int, tile: int, pad: int):
-    "(core, context) boxes (top, left, bottom, right): tile x tile cores covering h x w once, each with `pad` of context."
+    "(core, context) boxes (top, left, bottom, right): tile x tile cores covering h x w once, with `pad` of context."
     for t in range(0, h, tile):
         for l in range(0, w, tile):
             b, r = min(t + tile, h), min(l + tile, w)
@@ -380,10 +241,11 @@ def tiled_forward(G: nn.Module, x: torch.Tensor,  # (1, 3, h, w) LR in [0, 1], o
                   tile: int,                       # LR size of the part each tile contributes
                   overlap: int | None = None,      # LR context on each side; None: receptive_radius(G), which is exact
                   device='cpu', amp: bool = False, progress: bool = False):
-    "Yield (scale, LR core box, SR of that core): G(x) piece by piece, seam-free when overlap covers the receptive field."
+    "Yield (scale, LR core box, SR of that core): G(x) piece by piece, seam-free if overlap covers the receptive field."
     pad = receptive_radius(G) if overlap is None else overlap
     boxes = list(tiles(*x.shape[-2:], tile, pad))
-    for (t, l, b, r), (ct, cl, cb, cr) in tqdm(boxes, desc='tiles', leave=False, disable=not progress or len(boxes) < 2):
+    bar = tqdm(boxes, desc='tiles', leave=False, disable=not progress or len(boxes) < 2)
+    for (t, l, b, r), (ct, cl, cb, cr) in bar:
         with autocast(torch.device(device), amp): y = G(x[..., ct:cb, cl:cr].to(device))
         s = y.shape[-1] // (cr - cl)
         yield s, (t, l, b, r), y[..., (t - ct) * s:(b - ct) * s, (l - cl) * s:(r - cl) * s].float()
@@ -409,12 +271,13 @@ def super_resolve(G: nn.Module,
                   lr: np.ndarray,              # HxWx3 LR image: uint8 (or integers 0..255, uint16), or floats in [0, 1]
                   device: torch.device | str = 'cpu', amp: bool = False,
                   tile: int | None = None,     # LR tile size, for bounded memory on large images; None, 0: whole image
-                  overlap: int | None = None,  # LR context per tile side; None: G's receptive radius (tiles are seam-free)
+                  overlap: int | None = None,  # LR context per tile side; None: G's receptive radius (seam-free)
                   progress: bool = False,      # a progress bar over the tiles
                   ) -> np.ndarray:
     "Run generator `G` on one LR image, returning the uint8 SR image (built tile by tile when `tile` is given)."
     tile, x, out = check_tile(G, tile, overlap), img2tensor(lr, 'the LR image')[None], None
-    was_training = G.training; G.eval()
+    was_training = G.training
+    G.eval()
     try:
         for s, (t, l, b, r), y in tiled_forward(G, x, tile or max(x.shape[-2:]), overlap, device, amp, progress):
             if not torch.isfinite(y).all():
@@ -446,7 +309,8 @@ def make_sr_step(G: nn.Module, opt: torch.optim.Optimizer, device: torch.device,
         opt.zero_grad(set_to_none=True)
         with autocast(device, amp): sr = G(lr)
         l_pix = F.l1_loss(sr.float(), hr)            # L_pix = || G(I_LR) - I_HR ||_1 (mean over pixels)
-        l_pix.backward(); opt.step()
+        l_pix.backward()
+        opt.step()
         return {'l_pix': l_pix.item()}
     return step
 
@@ -458,49 +322,24 @@ def multistep(opt: torch.optim.Optimizer, n_iters: int, steps: Sequence[float], 
 # %% ../nbs/03_train_sr.ipynb #6e5a8396
 ARCH_KEYS = ('scale', 'g_nf', 'g_nb', 'd_nf', 'r_nf', 'hr_patch')   # the network settings of every stage's meta
 
-def stage_meta(cfg: Profile, keys: Sequence[str]) -> dict:
-    "The settings of `cfg` named in `keys` (what must match for a checkpoint to be reused)."
-    return {k: getattr(cfg, k) for k in keys}
-
-def final_path(run_dir: str | os.PathLike, stage: str) -> Path:
-    "Where stage `stage` of `run_dir` leaves its result: run_dir/<stage>/final.pth."
-    return Path(run_dir) / stage / 'final.pth'
-
-def save_final(run_dir, stage: str, weights: dict, meta: dict) -> Path:
-    "Write a stage's result `{'weights': {name: state_dict}, 'meta': meta}` atomically, as the stage folder's only writer."
-    with folder_lock(Path(run_dir) / stage):
-        return save_atomic({'weights': weights, 'meta': meta, 'stage': stage}, final_path(run_dir, stage))
-
-def load_final(path: str | os.PathLike, meta: dict | None = None) -> dict:
-    "Load a stage's result, checking that its settings match `meta` where given."
-    ck = load_checkpoint(path)
-    if 'weights' not in ck: raise ValueError(f'{path} is not a stage result of this project (no "weights")')
-    if meta is not None:
-        diff = {k: (ck['meta'].get(k), v) for k, v in meta.items() if ck['meta'].get(k) != v}
-        if diff: raise ValueError(f'{path} was trained with other settings {diff} (saved, now); '
-                                  'use a matching profile or another run_dir')
-    return ck
-
 # %% ../nbs/03_train_sr.ipynb #53d0209a
 def ensure_stage(cfg: Profile, run_dir, stage: str,     # the profile, the run directory, the stage's folder name
                  build: Callable[[], os.PathLike],       # trains the stage and returns its final.pth
-                 check_keys: Sequence[str] = ('scale', 'g_nf', 'g_nb'),  # settings a finished result must share with cfg
+                 check_keys: Sequence[str] = ('scale', 'g_nf', 'g_nb'),  # settings the result must share with cfg
                  ) -> Path:
     "run_dir/<stage>/final.pth when the stage is finished (with matching settings), else `build()`'s result."
-    p = final_path(run_dir, stage)
-    if p.exists():
-        load_final(p, stage_meta(cfg, check_keys))
-        return p
-    return Path(build())
+    return ensure(Stage(stage, tuple(check_keys), lambda c, r: build()), cfg, run_dir)
 
 # %% ../nbs/03_train_sr.ipynb #d1f86322
 def train_set(cfg: Profile) -> PairedPatchDataset:
     "The (LR, HR) training patches of the profile."
-    return PairedPatchDataset(profile_images(cfg, 'train'), hr_patch=cfg.hr_patch, scale=cfg.scale, augment=True, seed=cfg.seed)
+    return PairedPatchDataset(profile_images(cfg, 'train'), hr_patch=cfg.hr_patch, scale=cfg.scale, augment=True,
+                              seed=cfg.seed)
 
 def test_set(cfg: Profile) -> TestImageDataset:
     "The validation images of the profile: the first `val_max_images` of the first set its `val_data` names."
-    return next(iter(test_sets(cfg.val_data, cfg.scale, cfg.data_root, cfg.val_max_images, skip_missing=False).values()))
+    sets = test_sets(cfg.val_data, cfg.scale, cfg.data_root, cfg.val_max_images, skip_missing=False)
+    return next(iter(sets.values()))
 
 def validation_set(cfg: Profile) -> TestImageDataset:
     "The profile's validation images, checked now (not at the first validation) to be large enough for NIQE."
@@ -512,23 +351,27 @@ def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
     model = model.to(device)
     return model.to(memory_format=torch.channels_last) if device.type == 'cuda' else model
 
-def stage_loader(cfg: Profile, ds, device: torch.device, batch_size: int | None = None) -> Callable[[int, int], Iterable]:
-    "`data(start, stop)` for `fit`: batches of `ds` (the profile's batch_size by default), worker processes off the CPU."
+def stage_loader(cfg: Profile, ds, device: torch.device,
+                 batch_size: int | None = None) -> Callable[[int, int], Iterable]:
+    "`data(start, stop)` for `fit`: batches of `ds` (the profile's batch_size by default); workers off the CPU."
     nw = 0 if device.type == 'cpu' else min(8, os.cpu_count() or 1)
-    return lambda a, b: batches(ds, batch_size or cfg.batch_size, a, b, num_workers=nw, pin_memory=device.type == 'cuda')
+    pin = device.type == 'cuda'
+    return lambda a, b: batches(ds, batch_size or cfg.batch_size, a, b, num_workers=nw, pin_memory=pin)
 
 # %% ../nbs/03_train_sr.ipynb #98c0d5d9
 def train_srresnet(cfg: Profile, run_dir: str | os.PathLike, resume: bool = True, hooks=()) -> Path:
     "Train the PSNR-oriented SRResNet of the profile; returns `run_dir/srresnet/final.pth`."
-    device = pick_device(cfg.device); seed_everything(cfg.seed, cfg.deterministic)
+    device = pick_device(cfg.device)
+    seed_everything(cfg.seed, cfg.deterministic)
     G = prepare_model(build_generator(cfg), device)
     opt = torch.optim.Adam(G.parameters(), lr=cfg.sr_lr, betas=(0.9, 0.99))
     meta = stage_meta(cfg, ARCH_KEYS) | {'stage': 'srresnet', 'sr_iters': cfg.sr_iters, 'seed': cfg.seed}
     st = TrainState({'G': G}, {'G': opt}, {'G': multistep(opt, cfg.sr_iters, cfg.sr_lr_steps, cfg.lr_gamma)}, meta=meta)
     val, ds = validation_set(cfg), train_set(cfg)
-    fit(st, make_sr_step(G, opt, device, cfg.amp), stage_loader(cfg, ds, device), cfg.sr_iters, Path(run_dir) / 'srresnet',
-        validate=lambda: evaluate_generator(G, val, device, cfg.amp), val_every=cfg.val_every,
-        ckpt_every=cfg.ckpt_every, log_every=cfg.log_every, resume=resume, hooks=hooks, desc='SRResNet')
+    fit(st, make_sr_step(G, opt, device, cfg.amp), stage_loader(cfg, ds, device), cfg.sr_iters,
+        Path(run_dir) / 'srresnet', validate=lambda: evaluate_generator(G, val, device, cfg.amp),
+        val_every=cfg.val_every, ckpt_every=cfg.ckpt_every, log_every=cfg.log_every, resume=resume, hooks=hooks,
+        desc='SRResNet')
     return save_final(run_dir, 'srresnet', {'G': G.state_dict()}, meta)
 
 def ensure_srresnet(cfg: Profile, run_dir) -> Path:
@@ -544,3 +387,9 @@ def load_generator(cfg: Profile, path: str | os.PathLike, device='cpu') -> SRRes
         G.load_state_dict(ck['weights']['G'])
     else: load_official(G, ck)
     return G.to(device).eval()
+
+# %% ../nbs/03_train_sr.ipynb #cb87a8af
+from .stages import STOP_SIGNALS, FolderLocked  # noqa: F401
+
+_all_ = ['save_atomic', 'STOP_SIGNALS', 'checkpoints', 'load_checkpoint', 'resume_checkpoint', 'latest_checkpoint',
+         'CsvLog', 'read_log', 'FolderLocked', 'folder_lock', 'stage_meta', 'final_path', 'save_final', 'load_final']

@@ -3,6 +3,7 @@
 Each test breaks something on purpose and checks that the result is right, or that the error names the file or
 setting, the value and what to do, and that nothing already written was lost.
 """
+import csv
 import errno
 import re
 import math
@@ -22,6 +23,7 @@ import torch.nn as nn
 from PIL import Image
 
 from ranksrgan_nb import data as D
+from ranksrgan_nb import fileio as FIO
 from ranksrgan_nb import metrics as M
 from ranksrgan_nb import models as MO
 from ranksrgan_nb import train as T
@@ -385,13 +387,13 @@ def test_bad_image_files_say_what_is_wrong(tmp_path, monkeypatch):
         D.read_image(tmp_path / 'photo.png')
     D.write_image(tmp_path / 'a.png', RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8))
     monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 1000)                     # scaled down: a >179-megapixel PNG against
-    monkeypatch.setattr(D, 'MAX_IMAGE_PIXELS', 2000)                         # Pillow's and our default limits
+    monkeypatch.setattr(FIO, 'MAX_IMAGE_PIXELS', 2000)                         # Pillow's and our default limits
     with pytest.raises(D.ImageReadError, match=r'a.png: Image size \(4096 pixels\) exceeds limit of 2000 pixels.*decompression '
                                                r'bombs.* read_image\(path, max_pixels=None\)'):
         D.read_image(tmp_path / 'a.png')
     assert D.read_image(tmp_path / 'a.png', max_pixels=None).shape == (64, 64, 3)
     assert Image.MAX_IMAGE_PIXELS == 1000                                    # Pillow's setting is left as it was
-    monkeypatch.setattr(D, 'MAX_IMAGE_PIXELS', 4000)                         # the project's own setting
+    monkeypatch.setattr(FIO, 'MAX_IMAGE_PIXELS', 4000)                         # the project's own setting
     monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 89_478_485)
     with pytest.raises(D.ImageReadError, match='exceeds limit of 4000 pixels'):
         D.load_images(tmp_path)
@@ -498,8 +500,8 @@ def test_log_rewrite_on_resume_never_loses_the_log(tmp_path, monkeypatch):
     for t in range(1, 11): log.write({'iter': t, 'l': 1.0 / t})
     before = (tmp_path / 'log.csv').read_text()
     def dies(*a, **k): raise Killed                                          # killed in the middle of the rewrite
-    monkeypatch.setattr(T.csv.DictWriter, 'writerow', dies)
-    monkeypatch.setattr(T.csv.DictWriter, 'writerows', dies)
+    monkeypatch.setattr(csv.DictWriter, 'writerow', dies)
+    monkeypatch.setattr(csv.DictWriter, 'writerows', dies)
     with pytest.raises(Killed):
         T.CsvLog(tmp_path / 'log.csv', resume_from=6)                        # resume: rows 7-10 dropped
     assert (tmp_path / 'log.csv').read_text() == before                      # the whole old log, not half of it
