@@ -19,7 +19,8 @@ from scipy.special import gamma as _gamma
 from skimage.color import deltaE_ciede2000, rgb2lab
 
 from .config import KNOWN_METRICS
-from .data import ROUNDING_SLACK, resize_band, stripe_rows, to_rgb, imresize, resize_taps, rgb_to_y
+from .data import imresize, resize_band, resize_taps, rgb_to_y, stripe_rows
+from .fileio import ROUNDING_SLACK, to_rgb
 
 # %% auto #0
 __all__ = ['GRAY_WEIGHTS', 'NIQE_BLOCK', 'MSCN_ZERO', 'AGGD_GRID', 'SHIFTS', 'NIQE_FEATURE_NAMES', 'METRICS', 'COLOUR_BLOCK',
@@ -72,7 +73,7 @@ def _quantise(img,                # uint8 HxWx3 array, or float (B,3,H,W) tensor
     if a.dtype != np.uint8:
         raise TypeError(f'{name}: expected a uint8 HxWx3 array (or a float (B,3,H,W) tensor), got a {a.dtype} array; '
                         'convert a float image in [0, 1] with np.round(x * 255).astype(np.uint8)')
-    a = to_rgb(a[crop + r0:crop + r1, crop:crop + W])  # gray repeated to 3 channels, alpha dropped, as data.read_image
+    a = to_rgb(a[crop + r0:crop + r1, crop:crop + W])  # gray to 3 channels, alpha dropped (fileio.read_image)
     return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None], True
 
 # %% ../nbs/01_metrics.ipynb #19a8a262

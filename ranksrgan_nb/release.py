@@ -10,6 +10,9 @@ import re
 from pathlib import Path
 from typing import Sequence
 
+from .fileio import save_atomic
+from .stages import final_path, load_checkpoint
+
 # %% auto #0
 __all__ = ['SHIPPED_STAGES', 'write_shipped', 'shipped_rows', 'shipped_readme', 'render_docs']
 
@@ -25,7 +28,6 @@ def write_shipped(run_dir, out_dir,                      # the run; where the fi
                   stages: dict[str, str] | None = None,  # {file name: stage}; None: SHIPPED_STAGES
                   max_bytes: int = 4_000_000) -> dict[str, Path]:
     "Each stage's generator as an fp16 state dict `out_dir/<name>.pth`; an error for a missing stage or a big file."
-    from ranksrgan_nb.train import final_path, load_checkpoint, save_atomic   # until fileio and stages (issue 22)
     out, files = Path(out_dir).expanduser(), {}
     for name, stage in (stages or SHIPPED_STAGES).items():
         p = final_path(run_dir, stage)
@@ -46,7 +48,6 @@ def _network(sd: dict) -> str:
 # %% ../nbs/93_release.ipynb #15688cc7
 def shipped_rows(files: dict[str, Path], run_dir) -> tuple[list[str], list[dict]]:
     "Markdown rows (file, stage, network, seed, iterations, bytes, SHA-256) of the shipped files; their stages' meta."
-    from ranksrgan_nb.train import final_path, load_checkpoint   # until stages (issue 22)
     rows, metas = [], []
     for name, f in files.items():
         meta = load_checkpoint(final_path(run_dir, SHIPPED_STAGES.get(name, name)))['meta']

@@ -28,9 +28,6 @@ NOTEBOOK_MODULE = {'00a_config': 'config', '00b_data': 'data', '01_metrics': 'me
 KNOWN_VIOLATIONS = {
     ('module', 'config', 'data'), ('notebook', '00a_config', 'data'),
     ('notebook', '03_train_sr', 'evaluate'), ('notebook', '04_ranker', 'gan'), ('notebook', '05_train_gan', 'evaluate'),
-    # step 4 landed before steps 1 and 5: release reads stage results and writes files with train's final_path,
-    # load_checkpoint and save_atomic (imported inside its functions) until they are fileio's and stages'
-    ('module', 'release', 'train'), ('notebook', '93_release', 'train'),
 }
 
 
