@@ -10,9 +10,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS = sorted(p for p in (ROOT / 'nbs').glob('*.ipynb') if not p.name.startswith('_'))
-NOT_YET = {'00a_config', '00b_data', '02_models', '05_train_gan', '07_evaluate', '08_reproduce', '08a_cli'}   # shrinks
-LONG_LINES_NOT_YET = {'cli', 'config', 'data', 'evaluate', 'gan', 'metrics', 'models', 'multi', 'ranker', 'reproduce',
-                      'train'}                                                                           # shrinks too
+NOT_YET = {'00a_config', '00b_data', '05_train_gan', '07_evaluate', '08_reproduce', '08a_cli'}   # shrinks
+LONG_LINES_NOT_YET = {'cli', 'config', 'evaluate', 'gan', 'metrics', 'multi', 'ranker', 'reproduce'}   # shrinks too
 
 
 def export_cell_lines(nb: Path) -> list[int]:
