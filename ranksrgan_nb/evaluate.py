@@ -22,10 +22,9 @@ from .config import STAGES, Profile, split_seed, stage_label
 from .data import TestImageDataset, bicubic_upsample, file_stamp, stamped_folder
 from .fileio import read_image, write_image
 from .metrics import METRICS, comparison_grid, get_metric, orient, psnr
-from .models import RRDBNet, SRResNet, load_official
+from .models import RRDBNet, SRResNet, load_generator, load_official, super_resolve
 from .release import shipped_readme, write_shipped
 from .stages import final_path, load_checkpoint
-from .train import load_generator, super_resolve
 
 # %% auto #0
 __all__ = ['ARCHS', 'BENCHMARKS', 'LABELS', 'DECIMALS', 'LITERATURE_BICUBIC', 'PAIRED_COLUMNS', 'Method', 'bicubic_method',
