@@ -12,7 +12,7 @@ import math
 import os
 
 # %% auto #0
-__all__ = ['check_types', 'coerce', 'did_you_mean', 'check_device']
+__all__ = ['check_types', 'coerce', 'did_you_mean', 'check_device', 'verdict']
 
 # %% ../nbs/94_checks.ipynb #081bc47c
 _KIND = {'float': 'a finite number', 'int': 'an integer', 'bool': 'True or False', 'str': 'a string',
@@ -98,3 +98,8 @@ def check_device(device: str,   # a torch device string: 'cpu', 'cuda', 'cuda:1'
         raise ValueError(f"device={device!r} is not available on this machine: {why} (torch {torch.__version__}). "
                          f"Use 'auto' (CUDA, then MPS, then the CPU) or 'cpu'; check with: {check}")
     return device
+
+# %% ../nbs/94_checks.ipynb #a7c2e902
+def verdict(passed: bool, what: str, judged: bool = True) -> str:
+    "'PASS: <what>' or 'FAIL: <what>' for a go/no-go check; '(smoke: not judged) <what>' when `judged` is False."
+    return f'{"PASS" if passed else "FAIL"}: {what}' if judged else f'(smoke: not judged) {what}'

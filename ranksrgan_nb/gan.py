@@ -8,82 +8,28 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
+from .checks import verdict
 from .config import Profile, seed_profile, seed_stage, split_seed, stage_label
-from .data import TestImageDataset, bicubic_degrade, img2tensor, modcrop, tensor2img
-from .metrics import get_metric
+from .method import GanWeights, RankContentLoss, make_gan_step
 from .models import VGGFeatures, warn_random_vgg
-from .ranker import ensure_ranker, load_ranker
+from .ranker import ensure_ranker, load_ranker, pixel_probe, probe_crops
 from .stages import checkpoint_path, load_fitting
-from .train import (ARCH_KEYS, TrainState, autocast, build_discriminator, build_vgg, ensure_srresnet, ensure_stage,
+from .train import (ARCH_KEYS, TrainState, build_discriminator, build_vgg, ensure_srresnet, ensure_stage,
                                 evaluate_generator, fit, load_generator, multistep, pick_device, prepare_model, save_final,
                                 seed_everything, stage_loader, stage_meta, train_set, validation_set)
 
 # %% auto #0
-__all__ = ['GanWeights', 'generator_losses', 'discriminator_losses', 'make_gan_step', 'gan_weights', 'gan_state', 'train_gan',
-           'gan_runs', 'RankContentLoss', 'train_ranksrgan', 'probe_crops', 'refine_pixels', 'pixel_probe', 'verdict',
-           'rank_term_trend', 'plot_convergence', 'ensure_srgan', 'ensure_ranksrgan', 'ensure_gan_runs',
-           'ensure_srgan_plus', 'level_builder', 'seed_profile', 'checkpoint_path', 'load_fitting']
-
-# %% ../nbs/05_train_gan.ipynb #5a3bc7b1
-@dataclass
-class GanWeights:
-    "Loss weights of the generator objective (the official train_RankSRGAN.yml: pixel 0, feature 1, gan 5e-3)."
-    w_pix: float = 0.0   # L1 pixel
-    w_fea: float = 1.0   # VGG conv5_4 L1
-    w_gan: float = 5e-3  # vanilla GAN
-
-def generator_losses(sr: torch.Tensor, hr: torch.Tensor, D: nn.Module, vgg: nn.Module, weights: GanWeights,
-                     extra: dict[str, Callable[[torch.Tensor], torch.Tensor]] | None = None) -> dict[str, torch.Tensor]:
-    "The weighted terms of L_G for a batch of SR outputs: pixel, perceptual, adversarial, then each of `extra`."
-    losses = {}
-    if weights.w_pix > 0: losses['l_g_pix'] = weights.w_pix * F.l1_loss(sr.float(), hr)       # lambda_pix |G(x) - y|_1
-    if weights.w_fea > 0:
-        with torch.no_grad(): real_fea = vgg(hr)
-        losses['l_g_fea'] = weights.w_fea * F.l1_loss(vgg(sr).float(), real_fea.float())    # lambda_per |phi(G(x)) - phi(y)|_1
-    if weights.w_gan > 0:
-        pred = D(sr).float()
-        losses['l_g_gan'] = weights.w_gan * F.binary_cross_entropy_with_logits(pred, torch.ones_like(pred))  # BCE(D(G(x)), 1)
-    for name, fn in (extra or {}).items(): losses[name] = fn(sr).float()
-    return losses
-
-# %% ../nbs/05_train_gan.ipynb #0f63d354
-def discriminator_losses(D: nn.Module, hr: torch.Tensor, sr: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    "BCE(D(HR), 1) and BCE(D(SR), 0) with SR detached, and D's logits: (l_d_real, l_d_fake, pred_real, pred_fake)."
-    pred_real, pred_fake = D(hr).float(), D(sr.detach()).float()
-    l_real = F.binary_cross_entropy_with_logits(pred_real, torch.ones_like(pred_real))    # BCE(D(y), 1)
-    l_fake = F.binary_cross_entropy_with_logits(pred_fake, torch.zeros_like(pred_fake))   # BCE(D(G(x)), 0)
-    return l_real, l_fake, pred_real, pred_fake
-
-# %% ../nbs/05_train_gan.ipynb #0e62315b
-def make_gan_step(G: nn.Module, D: nn.Module, vgg: nn.Module, opt_G: torch.optim.Optimizer, opt_D: torch.optim.Optimizer,
-                  weights: GanWeights, device: torch.device, amp: bool = True,
-                  extra_losses: dict[str, Callable[[torch.Tensor], torch.Tensor]] | None = None) -> Callable:
-    "One SRGAN iteration: a G step on L_G (D frozen), then a D step on L_D; `extra_losses` add weighted terms to L_G."
-    cl = torch.channels_last if device.type == 'cuda' else torch.contiguous_format
-    def step(batch):
-        lr, hr = (batch[k].to(device, non_blocking=True, memory_format=cl) for k in ('lr', 'hr'))
-        D.requires_grad_(False); opt_G.zero_grad(set_to_none=True)                 # ---- G step, D frozen
-        with autocast(device, amp):
-            sr = G(lr)
-            losses = generator_losses(sr, hr, D, vgg, weights, extra_losses)
-        l_g = sum(losses.values(), torch.zeros((), device=device))                # L_G = the weighted sum of the terms
-        l_g.backward(); opt_G.step()
-        D.requires_grad_(True); opt_D.zero_grad(set_to_none=True)                  # ---- D step
-        with autocast(device, amp): l_real, l_fake, p_real, p_fake = discriminator_losses(D, hr, sr)
-        (l_real + l_fake).backward(); opt_D.step()
-        return {**{k: v.item() for k, v in losses.items()}, 'l_g_total': l_g.item(), 'l_d_real': l_real.item(),
-                'l_d_fake': l_fake.item(), 'D_real': p_real.mean().item(), 'D_fake': p_fake.mean().item()}
-    return step
+__all__ = ['gan_weights', 'gan_state', 'train_gan', 'gan_runs', 'train_ranksrgan', 'rank_term_trend', 'plot_convergence',
+           'ensure_srgan', 'ensure_ranksrgan', 'ensure_gan_runs', 'ensure_srgan_plus', 'level_builder', 'seed_profile',
+           'checkpoint_path', 'load_fitting', 'GanWeights', 'generator_losses', 'discriminator_losses', 'make_gan_step',
+           'RankContentLoss', 'probe_crops', 'refine_pixels', 'pixel_probe', 'verdict']
 
 # %% ../nbs/05_train_gan.ipynb #ca4b3452
 def gan_weights(cfg: Profile, vgg: VGGFeatures, w_gan: float | None = None) -> GanWeights:
@@ -118,7 +64,8 @@ def train_gan(cfg: Profile, run_dir: str | os.PathLike,
     G = load_generator(cfg, init or ensure_srresnet(cfg, run_dir)).train()
     G, D, vgg = prepare_model(G, device), prepare_model(build_discriminator(cfg), device), prepare_model(build_vgg(cfg), device)
     weights = weights or gan_weights(cfg, vgg, w_gan)
-    meta = (stage_meta(cfg, ARCH_KEYS + ('vgg_weights', 'vgg_layer', 'seed')) | dataclasses.asdict(weights)
+    w = {k: v for k, v in dataclasses.asdict(weights).items() if v or k != 'w_grid'}   # an unused grid term: not recorded
+    meta = (stage_meta(cfg, ARCH_KEYS + ('vgg_weights', 'vgg_layer', 'seed')) | w
             | {'stage': stage, 'n_iters': n_iters} | (meta_extra or {}))
     st = gan_state(cfg, G, D, meta, n_iters, extra_models)
     step = make_gan_step(G, D, vgg, st.optims['G'], st.optims['D'], weights, device, cfg.amp,
@@ -135,30 +82,6 @@ _all_ = ['seed_profile']   # moved to 00a_config (the one reader of gan_seeds[0]
 def gan_runs(cfg: Profile) -> list[tuple[int, str, str]]:
     "(seed, SRGAN stage, RankSRGAN stage) for each seed of gan_seeds, in order."
     return [(s, seed_stage('srgan', s, cfg.gan_seeds), seed_stage('ranksrgan', s, cfg.gan_seeds)) for s in cfg.gan_seeds]
-
-# %% ../nbs/05_train_gan.ipynb #a75f7650
-class RankContentLoss(nn.Module):
-    "w_R * reduce_batch(sigmoid(R(SR) - g)) with a frozen Ranker R (official RankSRGAN_model.py: l_g_rank, R_weight, R_bias)."
-    def __init__(self, R: nn.Module,              # a trained Ranker; frozen here
-                 weight: float = 3e-2,            # w_R
-                 bias: float = 0.0,               # g (R_bias)
-                 reduction: str = 'sum',          # 'sum' over the batch (official) or 'mean'
-                 bn_mode: str = 'train',          # Ranker BatchNorm: 'train' (official: batch statistics) or 'eval'
-                 ):
-        super().__init__()
-        if reduction not in ('sum', 'mean'): raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
-        if bn_mode not in ('train', 'eval'): raise ValueError(f"bn_mode must be 'train' or 'eval', got {bn_mode!r}")
-        self.R, self.weight, self.bias, self.reduction, self.bn_mode = R, weight, bias, reduction, bn_mode
-        for p in self.R.parameters(): p.requires_grad_(False)    # frozen: no optimizer, no parameter gradients
-
-    def train(self, mode: bool = True):
-        super().train(mode); self.R.train(self.bn_mode == 'train')   # the Ranker's mode is fixed by bn_mode
-        return self
-
-    def forward(self, sr: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) SR output, unclamped as in the official code
-        self.R.train(self.bn_mode == 'train')
-        l = torch.sigmoid(self.R(sr).float().reshape(-1) - self.bias)     # L_R = sigmoid(R(I_SR) - g)
-        return self.weight * (l.sum() if self.reduction == 'sum' else l.mean())
 
 # %% ../nbs/05_train_gan.ipynb #7b224a9e
 _all_ = ['checkpoint_path', 'load_fitting']   # moved to 92_stages; still exported from here
@@ -183,62 +106,6 @@ def train_ranksrgan(cfg: Profile, run_dir,
     loss = lambda device: {'l_g_rank': RankContentLoss(R.to(device), cfg.w_R, cfg.R_bias, cfg.rank_reduction, cfg.ranker_bn)}
     return train_gan(seed_profile(cfg, seed), run_dir, stage, init=init, extra_losses=loss, extra_models={'R': R},
                      meta_extra=meta | {'ranker': str(Path(ranker).name)}, resume=resume, hooks=hooks)
-
-# %% ../nbs/05_train_gan.ipynb #094187eb
-def probe_crops(sets: dict[str, TestImageDataset],  # test sets (data.test_sets)
-                n: int, crop: int) -> dict[str, np.ndarray]:
-    "Centre crops (crop x crop of HR) of `n` images spread evenly over the images of `sets` that are large enough."
-    big = [(f'{s}/{it["name"]}', it['hr']) for s, ds in sets.items() for it in ds if min(it['hr'].shape[:2]) >= crop]
-    if not big: raise ValueError(f'no image of {list(sets)} is at least {crop}x{crop} pixels: lower probe_crop')
-    out = {}
-    for i in np.unique(np.linspace(0, len(big) - 1, min(n, len(big))).round().astype(int)):
-        name, hr = big[i]
-        y, x = (hr.shape[0] - crop) // 2, (hr.shape[1] - crop) // 2
-        out[name] = hr[y:y + crop, x:x + crop]
-    return out
-
-# %% ../nbs/05_train_gan.ipynb #3c45fecc
-def refine_pixels(x0: torch.Tensor, hr: torch.Tensor,   # (B, 3, H, W) in [0, 1]: the start and the content target
-                  steps: int, lr: float,                # Adam steps and learning rate
-                  rank_term: Callable[[torch.Tensor], torch.Tensor] | None = None,  # x -> weighted rank loss; None: content only
-                  ) -> torch.Tensor:
-    "Adam on the pixels: min_x sum_i mean|x_i - hr_i| (+ rank_term(x)), clamped to [0, 1] after each step."
-    x = x0.detach().clone().requires_grad_(True)
-    opt = torch.optim.Adam([x], lr=lr)
-    for _ in range(steps):
-        opt.zero_grad(set_to_none=True)
-        loss = (x - hr).abs().mean(dim=(1, 2, 3)).sum()         # content: L1 to HR, per image
-        if rank_term is not None: loss = loss + rank_term(x)    # + w sum_i sigmoid(R(x_i) - g)
-        loss.backward(); opt.step()
-        with torch.no_grad(): x.clamp_(0, 1)
-    return x.detach()
-
-# %% ../nbs/05_train_gan.ipynb #399fae7a
-def _quality(x: torch.Tensor, hrs: list[np.ndarray], scale: int) -> list[tuple[float, float]]:
-    "(NIQE, PSNR-Y) of each image of the batch `x` (rounded to uint8, as saved) against its HR."
-    ims = [tensor2img(xi) for xi in x.cpu()]
-    return [(get_metric('niqe')(im, crop_border=scale), get_metric('psnr')(im, hr, crop_border=scale)) for im, hr in zip(ims, hrs)]
-
-def pixel_probe(G: nn.Module, R: nn.Module, crops: dict[str, np.ndarray],  # generator, Ranker, {name: uint8 HR crop}
-                steps: int = 40, lr: float = 3e-3, weight: float = 0.1,     # Adam steps and lr; w of the rank term
-                bias: float = 0.0, bn_mode: str = 'train',                  # g; the Ranker's BatchNorm mode (cfg.ranker_bn)
-                scale: int = 4, batch: int = 8, device='cpu') -> pd.DataFrame:
-    "Per crop: NIQE and PSNR-Y of G's output ('start'), after content-only ('content') and rank+content ('rank') refinement."
-    G, rank, names, rows = G.to(device), RankContentLoss(R.to(device), weight, bias, 'sum', bn_mode), list(crops), []
-    for i in range(0, len(names), batch):
-        hrs = [modcrop(crops[n], scale) for n in names[i:i + batch]]
-        hr = torch.stack([img2tensor(h) for h in hrs]).to(device)
-        with torch.no_grad(): x0 = G(torch.stack([img2tensor(bicubic_degrade(h, scale)) for h in hrs]).to(device)).clamp(0, 1)
-        q = {k: _quality(x, hrs, scale) for k, x in (('start', x0), ('content', refine_pixels(x0, hr, steps, lr)),
-                                                    ('rank', refine_pixels(x0, hr, steps, lr, rank)))}
-        rows += [{'image': n, **{f'{m}_{k}': q[k][j][mi] for k in q for mi, m in enumerate(('niqe', 'psnr'))}}
-                 for j, n in enumerate(names[i:i + batch])]
-    return pd.DataFrame(rows).set_index('image')
-
-# %% ../nbs/05_train_gan.ipynb #09a221b3
-def verdict(passed: bool, what: str, judged: bool = True) -> str:
-    "'PASS: <what>' or 'FAIL: <what>' for a go/no-go check; '(smoke: not judged) <what>' when `judged` is False."
-    return f'{"PASS" if passed else "FAIL"}: {what}' if judged else f'(smoke: not judged) {what}'
 
 # %% ../nbs/05_train_gan.ipynb #11d59da3
 def rank_term_trend(log: pd.DataFrame,             # a stage's log.csv (train.read_log)
@@ -304,3 +171,10 @@ def level_builder(cfg: Profile, run_dir) -> Callable[[str], Path]:
         if level not in stages: raise ValueError(f'rank level {level!r} is not a stage that gan can train; it can train {sorted(stages)}')
         return stages[level](cfg, run_dir)
     return build
+
+# %% ../nbs/05_train_gan.ipynb #c51e7a02
+from .method import discriminator_losses, generator_losses  # noqa: F401
+from .ranker import refine_pixels  # noqa: F401
+
+_all_ = ['GanWeights', 'generator_losses', 'discriminator_losses', 'make_gan_step', 'RankContentLoss', 'probe_crops',
+         'refine_pixels', 'pixel_probe', 'verdict']

@@ -10,32 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import torch
-import torch.nn as nn
 
-from .config import MULTI_PREFIX, Profile, get_profile
-from .gan import RankContentLoss, checkpoint_path, level_builder, seed_profile, train_gan
+from .config import MULTI_PREFIX, Profile, get_profile, seed_profile
+from .gan import level_builder, train_gan
+from .method import MultiRankerLoss
 from .ranker import ensure_ranker, load_ranker
+from .stages import checkpoint_path
 from .train import ensure_srresnet
 
 # %% auto #0
-__all__ = ['LEVEL_RANKER_LEVELS', 'MultiRankerLoss', 'level_profile', 'RankerTerm', 'train_multi_ranksrgan',
-           'ensure_level_ranker', 'parse_weight_grid', 'setting_stage']
-
-# %% ../nbs/06_multi_ranker.ipynb #ad4ac23b
-class MultiRankerLoss(nn.Module):
-    "Sum over Rankers k of w_k * reduce_batch(sigmoid(R_k(SR) - g_k)), each Ranker frozen."
-    def __init__(self, rankers: dict[str, tuple[nn.Module, float, float]],  # name -> (Ranker, w_k, g_k)
-                 reduction: str = 'sum', bn_mode: str = 'train'):
-        super().__init__()
-        self.terms_ = nn.ModuleDict({n: RankContentLoss(R, w, g, reduction, bn_mode) for n, (R, w, g) in rankers.items()})
-
-    def terms(self, sr: torch.Tensor) -> dict[str, torch.Tensor]:
-        "Each Ranker's weighted term, by name (what the training log records)."
-        return {n: t(sr) for n, t in self.terms_.items()}
-
-    def forward(self, sr: torch.Tensor) -> torch.Tensor:
-        return sum(self.terms(sr).values())              # L_R = sum_k w_k L_R^(k)
+__all__ = ['LEVEL_RANKER_LEVELS', 'level_profile', 'RankerTerm', 'train_multi_ranksrgan', 'ensure_level_ranker',
+           'parse_weight_grid', 'setting_stage', 'MultiRankerLoss']
 
 # %% ../nbs/06_multi_ranker.ipynb #ccf29012
 LEVEL_RANKER_LEVELS = ('hr', 'srgan', 'srresnet')   # best first: a real photograph, then the two generators
@@ -55,18 +40,19 @@ class RankerTerm:
 
 def train_multi_ranksrgan(cfg: Profile, run_dir, terms: Sequence[RankerTerm], stage: str,
                           init: str | os.PathLike | None = None, resume: bool = True, hooks=()) -> Path:
-    "RankSRGAN with the sum of several rank-content losses, seeded as 05's first pair; returns `run_dir/<stage>/final.pth`."
+    "RankSRGAN with the sum of several rank-content losses, seeded as 05's first pair; returns its final.pth."
     init = checkpoint_path(init, 'generator') if init else ensure_srresnet(cfg, run_dir)
     active = [t for t in terms if t.weight != 0]
     Rs = {t.name: load_ranker(cfg, checkpoint_path(t.path, f'Ranker {t.name!r}')) for t in active}
     def named(device):   # one logged term per Ranker; the GAN step sums them, which is MultiRankerLoss.forward
         loss = MultiRankerLoss({t.name: (Rs[t.name].to(device), t.weight, t.bias) for t in active},
                                cfg.rank_reduction, cfg.ranker_bn)
-        return {f'l_g_rank_{n}': term for n, term in loss.terms_.items()}
+        return {f'l_g_rank_{n}': term for n, term in loss.rank_terms.items()}
     meta = {'rankers': [(t.name, Path(t.path).name, t.weight, t.bias) for t in active],
             'rank_reduction': cfg.rank_reduction, 'ranker_bn': cfg.ranker_bn}
-    return train_gan(seed_profile(cfg, cfg.gan_seeds[0]), run_dir, stage, init=init, extra_losses=named if active else None,
-                     extra_models={f'R_{n}': R for n, R in Rs.items()}, meta_extra=meta, resume=resume, hooks=hooks)
+    return train_gan(seed_profile(cfg, cfg.gan_seeds[0]), run_dir, stage, init=init,
+                     extra_losses=named if active else None, extra_models={f'R_{n}': R for n, R in Rs.items()},
+                     meta_extra=meta, resume=resume, hooks=hooks)
 
 # %% ../nbs/06_multi_ranker.ipynb #7de9a9ec
 def ensure_level_ranker(cfg: Profile, run_dir) -> Path:
@@ -80,10 +66,14 @@ def parse_weight_grid(grid: str, unit: float = 1.0) -> list[tuple[float, float]]
     out = []
     for part in [p.strip() for p in grid.split(',') if p.strip()]:
         try: a, b = (float(v) for v in part.split(':'))
-        except ValueError: raise ValueError(f"weight_grid entries are 'w_niqe:w_level' in units of {unit:g}, got {part!r}") from None
+        except ValueError:
+            raise ValueError(f"weight_grid entries are 'w_niqe:w_level' in units of {unit:g}, got {part!r}") from None
         out.append((round(a * unit, 12), round(b * unit, 12)))   # round: 3 * 0.003 is 0.009, not 0.009000000000000001
     return out
 
 def setting_stage(w_niqe: float, w_level: float) -> str:
     "The run-directory stage name of one weight setting."
     return f'{MULTI_PREFIX}n{w_niqe:g}_l{w_level:g}'
+
+# %% ../nbs/06_multi_ranker.ipynb #d61e7a02
+_all_ = ['MultiRankerLoss']

@@ -17,12 +17,12 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .config import PROFILES, Profile, get_profile
-from .data import (bicubic_degrade, bicubic_upsample, file_stamp, img2tensor, modcrop, profile_images,
-                               read_image, scene_of, stamped_folder, write_image)
+from .data import (TestImageDataset, bicubic_degrade, bicubic_upsample, file_stamp, img2tensor, modcrop,
+                               profile_images, read_image, scene_of, stamped_folder, tensor2img, write_image)
+from .method import RankContentLoss, make_ranker_step
 from .metrics import get_metric, orient, sharpness
 from .models import Ranker, load_official
 from .train import (TrainState, batches, ensure_stage, final_path, fit, load_checkpoint, load_generator, multistep,
@@ -34,10 +34,11 @@ __all__ = ['PAIR_ORDERS', 'PAIR_ORDER', 'level_name', 'level_checkpoint', 'level
            'window_table', 'robust_sd', 'labelled', 'label_noise', 'level_stats', 'pair_stats', 'admit_levels',
            'separated', 'cap_per_image', 'split_scenes', 'select_windows', 'RankData', 'write_labels',
            'read_rank_dataset', 'write_tuples', 'write_rank_dataset', 'colocated_pair', 'ordered', 'random_box',
-           'same_crop', 'CrossPairs', 'RankPairDataset', 'margin_rank_loss', 'bn_mode', 'homogeneous_batches',
-           'batch_means', 'batch_order', 'window_scores', 'rank_metrics', 'per_window_srcc', 'evaluate_ranker',
-           'ranker_checks', 'write_checks', 'ranker_stage', 'ranker_pairs', 'make_ranker_step', 'train_ranker',
-           'load_ranker', 'build_rank_dataset', 'ensure_rank_dataset', 'ensure_ranker', 'ensure_test_tuples']
+           'same_crop', 'CrossPairs', 'RankPairDataset', 'bn_mode', 'homogeneous_batches', 'batch_means', 'batch_order',
+           'window_scores', 'rank_metrics', 'per_window_srcc', 'evaluate_ranker', 'ranker_checks', 'write_checks',
+           'ranker_stage', 'ranker_pairs', 'train_ranker', 'load_ranker', 'probe_crops', 'refine_pixels', 'pixel_probe',
+           'build_rank_dataset', 'ensure_rank_dataset', 'ensure_ranker', 'ensure_test_tuples', 'margin_rank_loss',
+           'make_ranker_step']
 
 # %% ../nbs/04_ranker.ipynb #3c09e762
 def level_name(level: str) -> str:
@@ -404,15 +405,6 @@ class RankPairDataset(torch.utils.data.Dataset):
         if self.crop: a, b = same_crop(a, b, self.crop, rng)
         return {'img1': a, 'img2': b, 'score1': torch.tensor(y1), 'score2': torch.tensor(y2)}
 
-# %% ../nbs/04_ranker.ipynb #298188ff
-def margin_rank_loss(s1: torch.Tensor, s2: torch.Tensor,   # Ranker scores (B,) or (B, 1)
-                     y1: torch.Tensor, y2: torch.Tensor,   # labels, higher = worse
-                     margin: float = 0.5, clamp: float = 5.0) -> torch.Tensor:
-    "Mean of max(0, -gamma (s1 - s2) + margin) with gamma = +1 if y1 >= y2 else -1; scores clamped to +-clamp."
-    s1, s2 = s1.reshape(-1).clamp(-clamp, clamp), s2.reshape(-1).clamp(-clamp, clamp)
-    gamma = torch.where(y1.reshape(-1) >= y2.reshape(-1), 1.0, -1.0).to(s1)
-    return F.margin_ranking_loss(s1, s2, gamma, margin=margin)
-
 # %% ../nbs/04_ranker.ipynb #13a823df
 @contextlib.contextmanager
 def bn_mode(R: nn.Module, mode: str):
@@ -525,19 +517,6 @@ def ranker_pairs(cfg: Profile, rd: RankData) -> RankPairDataset:
     return RankPairDataset(rd, cfg.ranker_oversample, cfg.seed, order=PAIR_ORDER[cfg.ranker_design], crop=cfg.ranker_crop,
                            cross=cfg.ranker_cross, cross_margin=2 * max(rd.noise.values(), default=0.0))
 
-# %% ../nbs/04_ranker.ipynb #4202fda6
-def make_ranker_step(R: nn.Module, opt: torch.optim.Optimizer, device: torch.device,
-                     margin: float = 0.5, clamp: float = 5.0) -> Callable:
-    "One Ranker step on a batch of pairs."
-    def step(b):
-        R.train(); opt.zero_grad(set_to_none=True)
-        s1 = R(b['img1'].to(device)); s2 = R(b['img2'].to(device))
-        loss = margin_rank_loss(s1, s2, b['score1'].to(device), b['score2'].to(device), margin, clamp)
-        loss.backward(); opt.step()
-        agree = (torch.sign(s1.reshape(-1) - s2.reshape(-1)) == torch.where(b['score1'] >= b['score2'], 1.0, -1.0).to(device))
-        return {'l_rank': loss.item(), 'batch_acc': agree.float().mean().item()}
-    return step
-
 # %% ../nbs/04_ranker.ipynb #dd09f59c
 def train_ranker(cfg: Profile, run_dir, train_rd: RankData, valid_rd: RankData | None = None,
                  stage: str | None = None,        # default: ranker_stage(cfg, design)
@@ -565,6 +544,60 @@ def load_ranker(cfg: Profile, path, device='cpu') -> Ranker:
     if 'weights' in ck: R.load_state_dict(ck['weights']['R'])
     else: load_official(R, ck)
     return R.to(device)
+
+# %% ../nbs/04_ranker.ipynb #094187eb
+def probe_crops(sets: dict[str, TestImageDataset],  # test sets (data.test_sets)
+                n: int, crop: int) -> dict[str, np.ndarray]:
+    "Centre crops (crop x crop of HR) of `n` images spread evenly over the images of `sets` that are large enough."
+    big = [(f'{s}/{it["name"]}', it['hr']) for s, ds in sets.items() for it in ds if min(it['hr'].shape[:2]) >= crop]
+    if not big: raise ValueError(f'no image of {list(sets)} is at least {crop}x{crop} pixels: lower probe_crop')
+    out = {}
+    for i in np.unique(np.linspace(0, len(big) - 1, min(n, len(big))).round().astype(int)):
+        name, hr = big[i]
+        y, x = (hr.shape[0] - crop) // 2, (hr.shape[1] - crop) // 2
+        out[name] = hr[y:y + crop, x:x + crop]
+    return out
+
+# %% ../nbs/04_ranker.ipynb #3c45fecc
+def refine_pixels(x0: torch.Tensor, hr: torch.Tensor,   # (B, 3, H, W) in [0, 1]: the start and the content target
+                  steps: int, lr: float,                # Adam steps and learning rate
+                  rank_term: Callable[[torch.Tensor], torch.Tensor] | None = None,  # x -> weighted rank loss
+                  ) -> torch.Tensor:
+    "Adam on the pixels: min_x sum_i mean|x_i - hr_i| (+ rank_term(x)), clamped to [0, 1] after each step."
+    x = x0.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([x], lr=lr)
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        loss = (x - hr).abs().mean(dim=(1, 2, 3)).sum()         # content: L1 to HR, per image
+        if rank_term is not None: loss = loss + rank_term(x)    # + w sum_i sigmoid(R(x_i) - g)
+        loss.backward()
+        opt.step()
+        with torch.no_grad(): x.clamp_(0, 1)
+    return x.detach()
+
+# %% ../nbs/04_ranker.ipynb #399fae7a
+def _quality(x: torch.Tensor, hrs: list[np.ndarray], scale: int) -> list[tuple[float, float]]:
+    "(NIQE, PSNR-Y) of each image of the batch `x` (rounded to uint8, as saved) against its HR."
+    niqe, psnr = get_metric('niqe'), get_metric('psnr')
+    return [(niqe(im, crop_border=scale), psnr(im, hr, crop_border=scale))
+            for im, hr in zip([tensor2img(xi) for xi in x.cpu()], hrs)]
+
+def pixel_probe(G: nn.Module, R: nn.Module, crops: dict[str, np.ndarray],  # generator, Ranker, {name: uint8 HR crop}
+                steps: int = 40, lr: float = 3e-3, weight: float = 0.1,     # Adam steps and lr; w of the rank term
+                bias: float = 0.0, bn_mode: str = 'train',                  # g; the Ranker's BatchNorm mode
+                scale: int = 4, batch: int = 8, device='cpu') -> pd.DataFrame:
+    "Per crop: NIQE and PSNR-Y of G's output ('start'), after content-only ('content') and rank + content ('rank')."
+    G, rank, names, rows = G.to(device), RankContentLoss(R.to(device), weight, bias, 'sum', bn_mode), list(crops), []
+    for i in range(0, len(names), batch):
+        hrs = [modcrop(crops[n], scale) for n in names[i:i + batch]]
+        hr = torch.stack([img2tensor(h) for h in hrs]).to(device)
+        lr_in = torch.stack([img2tensor(bicubic_degrade(h, scale)) for h in hrs]).to(device)
+        with torch.no_grad(): x0 = G(lr_in).clamp(0, 1)
+        q = {k: _quality(x, hrs, scale) for k, x in (('start', x0), ('content', refine_pixels(x0, hr, steps, lr)),
+                                                    ('rank', refine_pixels(x0, hr, steps, lr, rank)))}
+        rows += [{'image': n, **{f'{m}_{k}': q[k][j][mi] for k in q for mi, m in enumerate(('niqe', 'psnr'))}}
+                 for j, n in enumerate(names[i:i + batch])]
+    return pd.DataFrame(rows).set_index('image')
 
 # %% ../nbs/04_ranker.ipynb #10f91164
 def build_rank_dataset(cfg: Profile, run_dir, images: dict[str, np.ndarray] | None = None,
@@ -613,3 +646,8 @@ def ensure_test_tuples(cfg: Profile, run_dir, name: str = 'rank_dataset_test',
     "Rank tuples built from the profile's test images (never trained on), for evaluating a Ranker."
     images = profile_images(cfg, 'test', prefix='test_')   # SR outputs are cached by name: keep test images apart
     return ensure_rank_dataset(get_profile(cfg, rank_val_frac=0.0), run_dir, name, images, build_level)[0]
+
+# %% ../nbs/04_ranker.ipynb #b41e7a02
+from .method import margin_rank_loss  # noqa: F401
+
+_all_ = ['margin_rank_loss', 'make_ranker_step']

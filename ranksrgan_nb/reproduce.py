@@ -25,8 +25,8 @@ __all__ = ['PIPELINE', 'notebooks_dir', 'notebook_parameters', 'check_parameters
            'stage_folders', 'retire', 'StageResult', 'reproduce', 'parser', 'main', 'render_docs']
 
 # %% ../nbs/08_reproduce.ipynb #1217f948
-PIPELINE = ('00a_config', '00b_data', '01_metrics', '02_models', '03_train_sr', '04_ranker', '05_train_gan',
-            '06_multi_ranker', '07_evaluate')
+PIPELINE = ('00a_config', '00b_data', '01_metrics', '02_models', '02b_method', '03_train_sr', '04_ranker',
+            '05_train_gan', '06_multi_ranker', '07_evaluate')
 
 def notebooks_dir() -> Path:
     "The pipeline notebooks of the imported package: `ranksrgan_nb/notebooks/` (a wheel) or `nbs/` beside it (a clone)."

@@ -43,6 +43,7 @@ def test_select_names_prefixes_and_files():
     assert select(['05']) == ['05_train_gan']
     assert select(['07_evaluate', '00b_data.ipynb', 'nbs/03_train_sr.ipynb']) == ['00b_data', '03_train_sr', '07_evaluate']
     assert select(['00']) == ['00a_config', '00b_data']
+    assert select(['02']) == ['02_models', '02b_method']                  # a prefix names both 02 notebooks
 
 
 @pytest.mark.parametrize('bad', [['09'], ['05', 'train_gan'], ['nothing-like-this'], ['06_multi_ranker_x']])
