@@ -39,7 +39,7 @@ class RankerTerm:
     bias: float = 0.0
 
 def train_multi_ranksrgan(cfg: Profile, run_dir, terms: Sequence[RankerTerm], stage: str,
-                          init: str | os.PathLike | None = None, resume: bool = True, hooks=()) -> Path:
+                          init: str | os.PathLike | None = None, resume: bool = True, cbs=()) -> Path:
     "RankSRGAN with the sum of several rank-content losses, seeded as 05's first pair; returns its final.pth."
     init = checkpoint_path(init, 'generator') if init else ensure_srresnet(cfg, run_dir)
     active = [t for t in terms if t.weight != 0]
@@ -52,7 +52,7 @@ def train_multi_ranksrgan(cfg: Profile, run_dir, terms: Sequence[RankerTerm], st
             'rank_reduction': cfg.rank_reduction, 'ranker_bn': cfg.ranker_bn}
     return train_gan(seed_profile(cfg, cfg.gan_seeds[0]), run_dir, stage, init=init,
                      extra_losses=named if active else None, extra_models={f'R_{n}': R for n, R in Rs.items()},
-                     meta_extra=meta, resume=resume, hooks=hooks)
+                     meta_extra=meta, resume=resume, cbs=cbs)
 
 # %% ../nbs/06_multi_ranker.ipynb #7de9a9ec
 def ensure_level_ranker(cfg: Profile, run_dir) -> Path:

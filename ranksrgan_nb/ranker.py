@@ -26,6 +26,7 @@ from .method import RankContentLoss, make_ranker_step
 from .metrics import get_metric, orient, sharpness
 from .models import Ranker, load_official
 from .train import (TrainState, batches, ensure_stage, final_path, fit, load_checkpoint, load_generator, multistep,
+                                stage_callbacks,
                                 pick_device, prepare_model, save_final, seed_everything, stage_meta, super_resolve)
 
 # %% auto #0
@@ -521,7 +522,7 @@ def ranker_pairs(cfg: Profile, rd: RankData) -> RankPairDataset:
 def train_ranker(cfg: Profile, run_dir, train_rd: RankData, valid_rd: RankData | None = None,
                  stage: str | None = None,        # default: ranker_stage(cfg, design)
                  design: str | None = None,       # 'official' or 'eval'; default: cfg.ranker_design
-                 resume: bool = True, hooks=()) -> Path:
+                 resume: bool = True, cbs=()) -> Path:
     "Stage 2: train a Ranker of `design` on `train_rd`; returns `run_dir/<stage>/final.pth`."
     cfg = get_profile(cfg, ranker_design=design); stage = stage or ranker_stage(cfg)
     device = pick_device(cfg.device); seed_everything(cfg.seed, cfg.deterministic)
@@ -532,9 +533,10 @@ def train_ranker(cfg: Profile, run_dir, train_rd: RankData, valid_rd: RankData |
     st = TrainState({'R': R}, {'R': opt}, {'R': multistep(opt, cfg.ranker_iters, cfg.ranker_lr_steps, cfg.lr_gamma)}, meta=meta)
     hb = homogeneous_batches(valid_rd, cfg.ranker_crop, cfg.batch_size, 8, cfg.seed) if valid_rd is not None and len(valid_rd) else None
     validate = (lambda: batch_order(batch_means(R, hb, cfg.ranker_bn, device), valid_rd.levels)) if hb else None
-    fit(st, make_ranker_step(R, opt, device, cfg.ranker_margin, cfg.ranker_clamp), lambda a, b: batches(ranker_pairs(cfg, train_rd), cfg.ranker_batch, a, b),
-        cfg.ranker_iters, Path(run_dir) / stage, validate=validate, val_every=cfg.val_every, ckpt_every=cfg.ckpt_every,
-        log_every=cfg.log_every, resume=resume, hooks=hooks, desc=stage)
+    step = make_ranker_step(R, opt, device, cfg.ranker_margin, cfg.ranker_clamp)
+    data = lambda a, b: batches(ranker_pairs(cfg, train_rd), cfg.ranker_batch, a, b)
+    fit(st, step, data, cfg.ranker_iters, Path(run_dir) / stage, cbs=stage_callbacks(cfg, validate, resume, user=cbs),
+        desc=stage)
     return save_final(run_dir, stage, {'R': R.state_dict()}, meta)
 
 # %% ../nbs/04_ranker.ipynb #647468d9

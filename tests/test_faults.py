@@ -39,10 +39,11 @@ def _toy_state(meta=None):
     T.seed_everything(0)                                                     # Python, NumPy and torch
     m = nn.Linear(3, 1)
     o = torch.optim.Adam(m.parameters(), lr=0.05)
-    return T.TrainState({'m': m}, {'m': o}, {'m': torch.optim.lr_scheduler.MultiStepLR(o, [5], 0.5)}, meta=meta or {'toy': 1})
+    sched = torch.optim.lr_scheduler.MultiStepLR(o, [5], 0.5)
+    return T.TrainState({'m': m}, {'m': o}, {'m': sched}, meta=meta or {'toy': 1})
 
 
-def _toy_fit(folder, n=10, hooks=(), step_sleep=0.0, **kw):
+def _toy_fit(folder, n=10, hooks=(), step_sleep=0.0, resume=True):
     "A deterministic toy stage: the data of iteration t depends on t only, the step draws from the global RNGs."
     st = _toy_state()
     def data(a, b):
@@ -50,10 +51,12 @@ def _toy_fit(folder, n=10, hooks=(), step_sleep=0.0, **kw):
     def step(x):
         time.sleep(step_sleep)
         st.optims['m'].zero_grad()
-        loss = (st.models['m'](x) - torch.rand(1) - float(np.random.rand())).pow(2).mean()   # RNG state matters on resume
-        loss.backward(); st.optims['m'].step()
+        loss = (st.models['m'](x) - torch.rand(1) - float(np.random.rand())).pow(2).mean()   # RNG state matters
+        loss.backward()
+        st.optims['m'].step()
         return {'l': loss.item()}
-    return T.fit(st, step, data, n, folder, ckpt_every=2, log_every=1, keep=2, hooks=hooks, desc='toy', **kw)
+    cbs = T.default_callbacks(ckpt_every=2, log_every=1, keep=2, resume=resume, user=[T.HookCB(h) for h in hooks])
+    return T.fit(st, step, data, n, folder, cbs=cbs, desc='toy')
 
 
 def _stop_at(k):
@@ -72,7 +75,8 @@ def _weights(st):
 
 
 def _python(code: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, '-c', textwrap.dedent(code)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    return subprocess.Popen([sys.executable, '-c', textwrap.dedent(code)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
 
 
 @pytest.fixture(scope='module')
@@ -83,7 +87,7 @@ def reference_run(tmp_path_factory):
     return _weights(st), (d / 'log.csv').read_text()
 
 
-# ------------------------------------------------------------------------------------------ kills and damaged checkpoints
+# ------------------------------------------------------------------------------- kills and damaged checkpoints
 def test_kill_during_checkpoint_write_is_cleaned_and_resumes_exactly(tmp_path, reference_run):
     # a writer whose torch.save stalls after writing half of checkpoint 4, killed with SIGKILL there
     p = _python(f'''
@@ -99,16 +103,19 @@ def test_kill_during_checkpoint_write_is_cleaned_and_resumes_exactly(tmp_path, r
         _toy_fit({str(tmp_path)!r})''')
     try:
         assert p.stdout.readline().strip() == 'writing'
-        p.send_signal(signal.SIGKILL); p.wait(10)
+        p.send_signal(signal.SIGKILL)
+        p.wait(10)
     finally:
-        p.kill(); p.stdout.close()
+        p.kill()
+        p.stdout.close()
     tmp = [f.name for f in tmp_path.iterdir() if '.tmp' in f.name]
     assert tmp == [f'.ckpt_0000004.pth.tmp{p.pid}']                          # the killed writer's partial file
     assert [c.name for c in T.checkpoints(tmp_path)] == ['ckpt_0000002.pth']  # the last complete one is intact
     with pytest.warns(UserWarning) as w:
         st = _toy_fit(tmp_path)
     msgs = ' | '.join(str(x.message) for x in w)
-    assert f'removed {tmp_path / tmp[0]}' in msgs and f'from PID {p.pid}' in msgs   # temporary removed, stale lock taken over
+    assert f'removed {tmp_path / tmp[0]}' in msgs                            # the temporary removed
+    assert f'from PID {p.pid}' in msgs                                       # the stale lock taken over
     assert not [f for f in tmp_path.iterdir() if '.tmp' in f.name]
     ref_w, ref_log = reference_run
     assert all(torch.equal(ref_w[k], v) for k, v in _weights(st).items())    # resumed bit for bit
@@ -120,7 +127,8 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, refe
     newest = T.latest_checkpoint(tmp_path)
     assert newest.name == 'ckpt_0000005.pth'
     newest.write_bytes(newest.read_bytes()[:300])                            # a disk error / an interrupted copy
-    with pytest.warns(UserWarning, match=r'skipping ckpt_0000005.pth: cannot read checkpoint .* resuming from ckpt_0000004.pth'):
+    skipped = r'skipping ckpt_0000005.pth: cannot read checkpoint .* resuming from ckpt_0000004.pth'
+    with pytest.warns(UserWarning, match=skipped):
         st = _toy_fit(tmp_path)
     ref_w, ref_log = reference_run
     assert all(torch.equal(ref_w[k], v) for k, v in _weights(st).items())
@@ -143,7 +151,7 @@ def test_old_format_checkpoint_with_numpy_rng_state_still_resumes(tmp_path, refe
     c = T.latest_checkpoint(tmp_path)
     ck = torch.load(c, weights_only=True)
     st = ck['rng']
-    n = st['numpy']                                                          # as this project wrote it before: NumPy's tuple
+    n = st['numpy']                                              # as this project wrote it before: NumPy's tuple
     st['numpy'] = ('MT19937', n['mt19937'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['cached_gaussian'])
     st['python'] = (st['python'][0], tuple(st['python'][1]), st['python'][2])
     torch.save(ck, c)
@@ -163,13 +171,15 @@ def test_second_writer_is_refused_and_the_first_one_is_unharmed(tmp_path, refere
         _toy_fit({str(tmp_path)!r}, hooks=[lambda t, l: t == 1 and print('started', flush=True)], step_sleep=0.2)''')
     try:
         assert p.stdout.readline().strip() == 'started'
-        with pytest.raises(T.FolderLocked, match=rf'{tmp_path} is being written by PID {p.pid} on .*: wait for it or stop it'):
+        busy = rf'{tmp_path} is being written by PID {p.pid} on .*: wait for it or stop it'
+        with pytest.raises(T.FolderLocked, match=busy):
             _toy_fit(tmp_path)
         with pytest.raises(T.FolderLocked):
             T.save_final(tmp_path.parent, tmp_path.name, {}, {})             # a stage result too
         assert p.wait(60) == 0
     finally:
-        p.kill(); p.stdout.close()
+        p.kill()
+        p.stdout.close()
     ref_w, ref_log = reference_run
     assert (tmp_path / 'log.csv').read_text().splitlines()[0] == ref_log.splitlines()[0]
     assert [r.split(',')[0] for r in (tmp_path / 'log.csv').read_text().splitlines()] == \
@@ -223,7 +233,8 @@ def test_pickled_code_runs_through_no_loader(evil):
                                                                           ranker=d / 'final.pth')}
     torch.save(T.build_generator(cfg).state_dict(), d / 'official_ok.pth')
     for name, load in loaders.items():
-        with pytest.raises(MO.UnreadableCheckpoint, match=r'asks to run \S*mkdir while loading, which could execute code') as e:
+        code = r'asks to run \S*mkdir while loading, which could execute code'
+        with pytest.raises(MO.UnreadableCheckpoint, match=code) as e:
             load()
         assert 'SAFE_GLOBALS' in str(e.value) and 'weights_only=False' not in str(e.value)   # the safe remedy only
         assert not Payload.marker.exists(), f'{name} ran code from the file'
@@ -240,13 +251,15 @@ def test_official_checkpoint_with_numpy_extras_loads_through_the_allow_list(tmp_
 
 @pytest.mark.parametrize('kind,content,msg', [('empty', b'', 'it is empty (0 bytes)'),
                                               ('truncated', None, 'truncated, damaged or not a PyTorch file'),
-                                              ('text', b'model weights, see the README\n', 'truncated, damaged or not a PyTorch file')])
+                                              ('text', b'model weights, see the README\n',
+                                               'truncated, damaged or not a PyTorch file')])
 def test_unreadable_checkpoint_names_the_file_and_the_cause(tmp_path, kind, content, msg):
     torch.save(MO.SRResNet(8, 2).state_dict(), tmp_path / 'ok.pth')
     f = tmp_path / f'{kind}.pth'
     f.write_bytes(content if content is not None else (tmp_path / 'ok.pth').read_bytes()[:5000])
     for load in (lambda: MO.load_official(MO.SRResNet(8, 2), f), lambda: T.load_checkpoint(f)):
-        with pytest.raises(MO.UnreadableCheckpoint, match=re.escape(f'cannot read checkpoint {f}: ') + '.*' + re.escape(msg)):
+        expected = re.escape(f'cannot read checkpoint {f}: ') + '.*' + re.escape(msg)
+        with pytest.raises(MO.UnreadableCheckpoint, match=expected):
             load()
     with pytest.raises(IsADirectoryError, match='is a folder'):
         MO.load_official(MO.SRResNet(8, 2), tmp_path)
@@ -261,8 +274,9 @@ def test_integer_arrays_of_any_dtype_are_8_bit_and_float_255_is_refused(tmp_path
     assert np.array_equal(D.read_image(D.write_image(tmp_path / 'a.png', a)), a.astype(np.uint8))
     ds = D.PairedPatchDataset({'x': np.tile(a, (2, 2, 1))}, hr_patch=32, augment=False)
     assert ds[0]['hr'].max() > 0.5                                           # not the 1/257-scaled near-black image
-    assert np.array_equal(D.load_images({'x': np.full((2, 2), 65535, np.int64)})['x'], np.full((2, 2, 3), 255))   # 16-bit
-    assert np.array_equal(D.load_images({'x': np.full((2, 2), 255, np.uint16)})['x'], np.full((2, 2, 3), 1))      # uint16
+    grey = lambda v, dtype: D.load_images({'x': np.full((2, 2), v, dtype)})['x']
+    assert np.array_equal(grey(65535, np.int64), np.full((2, 2, 3), 255))   # 16-bit
+    assert np.array_equal(grey(255, np.uint16), np.full((2, 2, 3), 1))      # uint16
     for bad in (a * 1.0, a.astype(np.float32)):
         with pytest.raises(ValueError, match='divide it by 255'):
             D.load_images({'x': bad})
@@ -283,13 +297,16 @@ def test_out_of_range_tensors_are_refused_by_every_metric():
              'niqe': lambda a, b: M.niqe(a, 4), 'sharpness': lambda a, b: M.sharpness(a)}
     for name, f in calls.items():
         f(sr, hr)                                                             # in range: fine
-        with pytest.raises(ValueError, match=r'a float tensor must be in \[0, 1\], got values .*divide a 0..255 tensor by 255'):
+        unit = r'a float tensor must be in \[0, 1\], got values .*divide a 0..255 tensor by 255'
+        with pytest.raises(ValueError, match=unit):
             f(sr * 255, hr * 255)
         for v in (math.inf, -math.inf, math.nan):
-            bad = sr.clone(); bad[0, 1, 7, 7] = v
+            bad = sr.clone()
+            bad[0, 1, 7, 7] = v
             with pytest.raises(ValueError, match='NaN or infinite values'):
                 f(bad, hr)
-    edge = sr.clone(); edge[0, 0, 0, :2] = torch.tensor([-0.49 / 255, 1 + 0.49 / 255])   # rounding: accepted, = clamped
+    edge = sr.clone()
+    edge[0, 0, 0, :2] = torch.tensor([-0.49 / 255, 1 + 0.49 / 255])  # rounding: accepted, = clamped
     assert M.psnr(edge, hr, 4) == M.psnr(edge.clamp(0, 1), hr, 4)
 
 
@@ -323,8 +340,8 @@ def test_tiny_test_image_and_small_validation_image_fail_when_the_set_is_built(t
     D.write_image(tmp_path / 'val' / 'a_small.png', RNG.integers(0, 256, (64, 80, 3), dtype=np.uint8))
     D.write_image(tmp_path / 'val' / 'big.png', RNG.integers(0, 256, (240, 240, 3), dtype=np.uint8))
     cfg = get_profile('smoke', val_data=str(tmp_path / 'val'), sr_iters=4, ckpt_every=2, val_every=4, device='cpu')
-    with pytest.raises(ValueError, match=r"'a_small' \(80x64\) of .*val are smaller than the 200x200 pixels that validation "
-                                         r"with NIQE \(crop_border=4\) needs"):
+    with pytest.raises(ValueError, match=r"'a_small' \(80x64\) of .*val are smaller than the 200x200 pixels that "
+                                         r"validation with NIQE \(crop_border=4\) needs"):
         T.train_srresnet(cfg, tmp_path / 'run')
     assert not T.checkpoints(tmp_path / 'run' / 'srresnet')                  # before any training
 
@@ -333,7 +350,8 @@ def test_tiny_test_image_and_small_validation_image_fail_when_the_set_is_built(t
 def _tmpfs(path: Path, size: str) -> bool:
     if os.geteuid() != 0: return False
     path.mkdir()
-    return subprocess.run(['mount', '-t', 'tmpfs', '-o', f'size={size}', 'tmpfs', str(path)], capture_output=True).returncode == 0
+    cmd = ['mount', '-t', 'tmpfs', '-o', f'size={size}', 'tmpfs', str(path)]
+    return subprocess.run(cmd, capture_output=True).returncode == 0
 
 
 @pytest.fixture(params=['tmpfs', 'patched writer'])
@@ -358,8 +376,8 @@ def test_disk_full_names_the_path_and_keeps_what_was_written(small_disk):
     old = small_disk / 'ckpt_0000001.pth'
     T.save_atomic({'w': torch.ones(100)}, old)
     before = old.read_bytes()
-    with pytest.raises(OSError, match=rf'no space left on the device to write {small_disk / "ckpt_0000002.pth"} .*free some '
-                                      r'space') as e:
+    with pytest.raises(OSError, match=rf'no space left on the device to write {small_disk / "ckpt_0000002.pth"} '
+                                      r'.*free some space') as e:
         T.save_atomic({'w': torch.zeros(100_000)}, small_disk / 'ckpt_0000002.pth')
     assert e.value.errno == errno.ENOSPC
     assert old.read_bytes() == before and sorted(p.name for p in small_disk.iterdir()) == ['ckpt_0000001.pth']
@@ -370,7 +388,8 @@ def test_disk_full_during_training_keeps_the_last_checkpoint_and_resumes(tmp_pat
     real, calls = T.save_atomic, []
     def flaky(obj, path):
         calls.append(Path(path).name)
-        if Path(path).name == 'ckpt_0000006.pth': raise OSError(errno.ENOSPC, f'no space left on the device to write {path}')
+        if Path(path).name == 'ckpt_0000006.pth':
+            raise OSError(errno.ENOSPC, f'no space left on the device to write {path}')
         return real(obj, path)
     monkeypatch.setattr(T, 'save_atomic', flaky)
     with pytest.raises(OSError, match='ckpt_0000006.pth'):
@@ -388,8 +407,8 @@ def test_bad_image_files_say_what_is_wrong(tmp_path, monkeypatch):
     D.write_image(tmp_path / 'a.png', RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8))
     monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 1000)                     # scaled down: a >179-megapixel PNG against
     monkeypatch.setattr(FIO, 'MAX_IMAGE_PIXELS', 2000)                         # Pillow's and our default limits
-    with pytest.raises(D.ImageReadError, match=r'a.png: Image size \(4096 pixels\) exceeds limit of 2000 pixels.*decompression '
-                                               r'bombs.* read_image\(path, max_pixels=None\)'):
+    with pytest.raises(D.ImageReadError, match=r'a.png: Image size \(4096 pixels\) exceeds limit of 2000 pixels'
+                                               r'.*decompression bombs.* read_image\(path, max_pixels=None\)'):
         D.read_image(tmp_path / 'a.png')
     assert D.read_image(tmp_path / 'a.png', max_pixels=None).shape == (64, 64, 3)
     assert Image.MAX_IMAGE_PIXELS == 1000                                    # Pillow's setting is left as it was

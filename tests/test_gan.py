@@ -1,4 +1,5 @@
-"""05_train_gan: the SRGAN step and stage, the rank-content loss, RankSRGAN training, and the levels it trains for 04."""
+"""05_train_gan: RankSRGAN training, its pairs and seeds, the levels it trains for 04; the SRGAN step and the
+rank-content loss through gan's old import paths (their homes are 02b_method and 03_train_sr)."""
 import warnings
 
 import pytest
@@ -92,8 +93,10 @@ def test_gan_step_matches_hand_written_losses(cfg):
     torch.manual_seed(0)
     G, D, V = T.build_generator(cfg), T.build_discriminator(cfg), T.build_vgg(cfg)
     b = {'lr': torch.rand(2, 3, 8, 8), 'hr': torch.rand(2, 3, 32, 32)}
-    G2 = T.build_generator(cfg); G2.load_state_dict(G.state_dict())
-    D2 = T.build_discriminator(cfg); D2.load_state_dict(D.state_dict())
+    G2 = T.build_generator(cfg)
+    G2.load_state_dict(G.state_dict())
+    D2 = T.build_discriminator(cfg)
+    D2.load_state_dict(D.state_dict())
     w = GN.GanWeights(w_pix=0.1, w_fea=1.0, w_gan=5e-3)
     extra = {'l_g_extra': lambda sr: 0.7 * sr.mean()}
     out = GN.make_gan_step(G, D, V, torch.optim.SGD(G.parameters(), lr=0), torch.optim.SGD(D.parameters(), lr=0), w,
@@ -111,7 +114,7 @@ def test_gan_interrupted_and_resumed_is_bitwise_identical(cfg, tmp_path):
     sr = T.train_srresnet(cfg, tmp_path / 'sr')
     full = GN.train_gan(cfg, tmp_path / 'a', init=sr)
     with pytest.raises(KeyboardInterrupt):
-        GN.train_gan(cfg, tmp_path / 'b', init=sr, hooks=[_stop_at(3)])
+        GN.train_gan(cfg, tmp_path / 'b', init=sr, cbs=[T.HookCB(_stop_at(3))])
     resumed = GN.train_gan(cfg, tmp_path / 'b', init=sr)
     _assert_same(_weights(full), _weights(resumed))
     # and an unrelated run with another seed really differs (the comparison can fail)
@@ -152,10 +155,12 @@ def test_generator_losses_terms_and_weights(cfg):
     D, V = T.build_discriminator(cfg), T.build_vgg(cfg)
     sr, hr = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
     with torch.no_grad():
-        out = GN.generator_losses(sr, hr, D, V, GN.GanWeights(w_pix=2.0, w_fea=0.0, w_gan=0.1), {'x': lambda s: s.sum()})
+        w = GN.GanWeights(w_pix=2.0, w_fea=0.0, w_gan=0.1)
+        out = GN.generator_losses(sr, hr, D, V, w, {'x': lambda s: s.sum()})
         assert list(out) == ['l_g_pix', 'l_g_gan', 'x']                              # a weight of 0: no term at all
         assert out['l_g_pix'].item() == pytest.approx(2.0 * (sr - hr).abs().mean().item(), rel=1e-6)
-        assert out['l_g_gan'].item() == pytest.approx(0.1 * torch.nn.functional.softplus(-D(sr)).mean().item(), rel=1e-5)
+        bce = torch.nn.functional.softplus(-D(sr)).mean().item()
+        assert out['l_g_gan'].item() == pytest.approx(0.1 * bce, rel=1e-5)
         assert out['x'].item() == pytest.approx(sr.sum().item(), rel=1e-6)
 
 
@@ -170,14 +175,17 @@ def test_gan_state_optimizers_and_schedule(cfg):
         assert [id(p) for p in o.param_groups[0]['params']] == [id(p) for p in net.parameters()]
     lrs = []
     for _ in range(6):
-        lrs.append(st.optims['G'].param_groups[0]['lr']); st.optims['G'].step(); st.scheds['G'].step()
+        lrs.append(st.optims['G'].param_groups[0]['lr'])
+        st.optims['G'].step()
+        st.scheds['G'].step()
     assert lrs == pytest.approx([3e-4, 3e-4, 1.5e-4, 1.5e-4, 7.5e-5, 7.5e-5])        # milestones at 2 and 4 of 8
 
 
 # ------------------------------------------------------------------ seeds and stage names
 def test_seed_stage_names():
     from ranksrgan_nb.config import seed_stage, split_seed, stage_label
-    assert [seed_stage('ranksrgan', s, (3, 7, 11)) for s in (3, 7, 11)] == ['ranksrgan', 'ranksrgan_s7', 'ranksrgan_s11']
+    assert [seed_stage('ranksrgan', s, (3, 7, 11)) for s in (3, 7, 11)] == \
+        ['ranksrgan', 'ranksrgan_s7', 'ranksrgan_s11']
     with pytest.raises(ValueError, match='not one of gan_seeds'):
         seed_stage('srgan', 4, (3, 7))
     assert split_seed('srgan_s7') == ('srgan', 7) and split_seed('srgan_plus') == ('srgan_plus', None)
@@ -190,7 +198,8 @@ def test_gan_runs_and_seed_profile():
     assert GN.gan_runs(cfg) == [(10, 'srgan', 'ranksrgan'), (11, 'srgan_s11', 'ranksrgan_s11')]
     assert GN.gan_runs(get_profile('smoke')) == [(10, 'srgan', 'ranksrgan')]
     p = GN.seed_profile(cfg, 11)
-    assert p.seed == 11 and {f: getattr(p, f) for f in vars(cfg) if f != 'seed'} == {f: getattr(cfg, f) for f in vars(cfg) if f != 'seed'}
+    others = lambda c: {f: getattr(c, f) for f in vars(cfg) if f != 'seed'}
+    assert p.seed == 11 and others(p) == others(cfg)
 
 
 def test_pairs_share_seed_and_data_order(cfg, tmp_path):
@@ -199,13 +208,15 @@ def test_pairs_share_seed_and_data_order(cfg, tmp_path):
     two = get_profile(cfg, gan_seeds=(10, 11), w_R=0.0)
     sr = T.train_srresnet(two, tmp_path)
     runs = GN.ensure_gan_runs(two, tmp_path, init=sr)
-    assert {s: (a.parent.name, b.parent.name) for s, (a, b) in runs.items()} == {10: ('srgan', 'ranksrgan'), 11: ('srgan_s11', 'ranksrgan_s11')}
+    assert {s: (a.parent.name, b.parent.name) for s, (a, b) in runs.items()} == \
+        {10: ('srgan', 'ranksrgan'), 11: ('srgan_s11', 'ranksrgan_s11')}
     for s, (a, b) in runs.items():
         wa, wb = _weights(a), _weights(b)
         assert T.load_checkpoint(a)['meta']['seed'] == s == T.load_checkpoint(b)['meta']['seed']
         _assert_same(wa, wb)                                                   # G and D, bit for bit
-    assert not torch.equal(_weights(runs[10][0])['G']['conv_first.weight'], _weights(runs[11][0])['G']['conv_first.weight'])
-    a, b = (GN.stage_loader(GN.seed_profile(two, s), GN.train_set(GN.seed_profile(two, s)), torch.device('cpu'))(0, 1)
+    first = lambda p: _weights(p)['G']['conv_first.weight']
+    assert not torch.equal(first(runs[10][0]), first(runs[11][0]))
+    a, b = (T.stage_loader(GN.seed_profile(two, s), T.train_set(GN.seed_profile(two, s)), torch.device('cpu'))(0, 1)
             for s in (10, 11))
     assert not torch.equal(next(iter(a))['hr'], next(iter(b))['hr'])                  # the seed sets the data order
 
@@ -250,12 +261,15 @@ def test_refine_pixels_is_adam_on_pixels():
     torch.manual_seed(0)
     x0, hr = torch.rand(3, 3, 36, 36), torch.rand(3, 3, 36, 36)
     one = GN.refine_pixels(x0, hr, 1, 0.02)
-    assert torch.allclose(one, (x0 - 0.02 * torch.sign(x0 - hr)).clamp(0, 1), atol=1e-6)   # Adam's first step: lr * sign
+    assert torch.allclose(one, (x0 - 0.02 * torch.sign(x0 - hr)).clamp(0, 1), atol=1e-6)   # Adam's 1st step: lr * sign
     # two steps by hand: m = 0.1 g1 + ..., bias-corrected; written out for the content gradient g = sign(x - hr) / N
-    x = x0.clone(); m = torch.zeros_like(x); v = torch.zeros_like(x)
+    x = x0.clone()
+    m = torch.zeros_like(x)
+    v = torch.zeros_like(x)
     for t in (1, 2):
         g = torch.sign(x - hr) / (3 * 36 * 36)
-        m = 0.9 * m + 0.1 * g; v = 0.999 * v + 0.001 * g * g
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
         x = (x - 0.02 * (m / (1 - 0.9 ** t)) / ((v / (1 - 0.999 ** t)).sqrt() + 1e-8)).clamp(0, 1)
     assert torch.allclose(GN.refine_pixels(x0, hr, 2, 0.02), x, atol=1e-5)
     assert torch.equal(GN.refine_pixels(x0, x0, 4, 0.02), x0)                          # at the target: no move
@@ -293,7 +307,8 @@ def test_pixel_probe_values():
     assert np.isfinite(df.values).all() and not np.array_equal(df.niqe_rank.values, df.niqe_content.values)
     same = GN.pixel_probe(G, R, crops, steps=2, lr=0.01, weight=0.0, bn_mode='train', batch=1)
     assert np.array_equal(same.niqe_rank.values, same.niqe_content.values)
-    assert np.array_equal(same.niqe_content.values, GN.pixel_probe(G, R, crops, 2, 0.01, 0.0, batch=2).niqe_content.values)
+    batched = GN.pixel_probe(G, R, crops, 2, 0.01, 0.0, batch=2)
+    assert np.array_equal(same.niqe_content.values, batched.niqe_content.values)
 
 
 # ------------------------------------------------------------------ check (d), verdicts, the convergence figure
@@ -305,7 +320,8 @@ def test_rank_term_trend():
     assert k == 2 and first == pytest.approx(1.5) and last == pytest.approx(10.5)   # ceil(0.1 * 11) = 2 rows each
     assert GN.rank_term_trend(log, frac=0.5)[2] == 6
     assert GN.rank_term_trend(log.iloc[:1]) == (3.0, 3.0, 1)                        # one row: both ends are it
-    assert GN.rank_term_trend(log.rename(columns={'l_g_rank': 'l_g_rank_niqe'}), 'l_g_rank_niqe')[0] == pytest.approx(1.5)
+    renamed = log.rename(columns={'l_g_rank': 'l_g_rank_niqe'})
+    assert GN.rank_term_trend(renamed, 'l_g_rank_niqe')[0] == pytest.approx(1.5)
     with pytest.raises(ValueError, match="no 'l_g_rank' column"):
         GN.rank_term_trend(log.drop(columns='l_g_rank'))
 
@@ -327,7 +343,8 @@ def test_plot_convergence():
     lines = {l.get_label(): l for l in fig.axes[0].get_lines()}
     assert list(lines) == ['SRGAN', 'RankSRGAN', 'SRGAN (seed 11)', 'RankSRGAN (seed 11)']
     assert lines['SRGAN'].get_color() == lines['SRGAN (seed 11)'].get_color() != lines['RankSRGAN'].get_color()
-    assert lines['SRGAN'].get_linestyle() == lines['RankSRGAN'].get_linestyle() != lines['RankSRGAN (seed 11)'].get_linestyle()
+    style = {k: v.get_linestyle() for k, v in lines.items()}
+    assert style['SRGAN'] == style['RankSRGAN'] != style['RankSRGAN (seed 11)']
     assert list(lines['RankSRGAN (seed 11)'].get_ydata()) == [6, 4, 1]
     assert list(fig.axes[1].get_lines()[0].get_ydata()) == [20.0, 21.0, 22.0]
     plt.close(fig)

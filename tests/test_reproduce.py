@@ -25,7 +25,9 @@ NBS = Path(__file__).resolve().parents[1] / 'nbs'
 def write_nb(path: Path, *sources: str, params: str | None = None) -> Path:
     cells = [nbformat.v4.new_code_cell(s) for s in sources]
     if params is not None:
-        cell = nbformat.v4.new_code_cell(params); cell.metadata['tags'] = ['parameters']; cells.insert(0, cell)
+        cell = nbformat.v4.new_code_cell(params)
+        cell.metadata['tags'] = ['parameters']
+        cells.insert(0, cell)
     nb = nbformat.v4.new_notebook(cells=cells)
     nb.metadata['kernelspec'] = {'name': 'python3', 'display_name': 'python3', 'language': 'python'}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -41,7 +43,8 @@ def outputs(path: Path) -> str:
 def test_select_names_prefixes_and_files():
     assert select(None) == select([]) == list(PIPELINE)
     assert select(['05']) == ['05_train_gan']
-    assert select(['07_evaluate', '00b_data.ipynb', 'nbs/03_train_sr.ipynb']) == ['00b_data', '03_train_sr', '07_evaluate']
+    assert select(['07_evaluate', '00b_data.ipynb', 'nbs/03_train_sr.ipynb']) == \
+        ['00b_data', '03_train_sr', '07_evaluate']
     assert select(['00']) == ['00a_config', '00b_data']
     assert select(['02']) == ['02_models', '02b_method']                  # a prefix names both 02 notebooks
 
@@ -71,7 +74,7 @@ def test_unknown_parameters_are_an_error_listing_each_notebook():
 
 
 def test_a_parameter_of_a_notebook_not_in_the_run_is_unknown(tmp_path):
-    with pytest.raises(ValueError, match=r"(?s)\[.w_R.\].*00a_config: \(none\)"):       # 05 declares w_R, 00a_config does not
+    with pytest.raises(ValueError, match=r"(?s)\[.w_R.\].*00a_config: \(none\)"):   # 05 declares w_R, 00a does not
         reproduce('smoke', only=['00a_config'], extra={'w_R': 0.1}, out=tmp_path, log=lambda s: None)
     assert not (tmp_path / 'runs').exists()                                   # checked before anything is created
 
@@ -132,7 +135,8 @@ def test_rerun_executes_again_and_keeps_stages(tmp_path, capsys):
     args = ['--only', '00a_config', '--out', str(tmp_path)]
     run = tmp_path / 'runs' / 'smoke'
     assert main(args) == 0
-    (run / 'srresnet').mkdir(); (run / 'srresnet' / 'final.pth').write_text('trained')
+    (run / 'srresnet').mkdir()
+    (run / 'srresnet' / 'final.pth').write_text('trained')
     capsys.readouterr()
     assert main(args) == 0 and 'skipped (done' in capsys.readouterr().out
     assert main(args + ['--rerun']) == 0
@@ -145,7 +149,9 @@ def test_retrain_moves_stages_aside_and_reruns(tmp_path, capsys):
     args = ['--only', '00a_config', '--out', str(tmp_path)]
     run = tmp_path / 'runs' / 'smoke'
     assert main(args) == 0
-    for s in ('srresnet', 'ranker'): (run / s).mkdir(); (run / s / 'final.pth').write_text(s)
+    for s in ('srresnet', 'ranker'):
+        (run / s).mkdir()
+        (run / s / 'final.pth').write_text(s)
     assert main(args + ['--retrain', 'srgan']) == 1
     assert "--retrain ['srgan']: no such stage folder" in capsys.readouterr().err and (run / 'ranker').exists()
     assert main(args + ['--retrain', 'ranker']) == 0
@@ -188,7 +194,8 @@ def test_one_thread_for_smoke_kernels_unless_the_environment_says(tmp_path, monk
     assert outputs(tmp_path / 'c.ipynb') == '3\n'
     seen = []
     monkeypatch.setattr(R, 'run_notebook', lambda *a, threads=None: seen.append(threads) or 0.0)
-    for profile in ('smoke', 'cpu'): reproduce(profile, only=['00a_config'], out=tmp_path / profile, log=lambda s: None, docs=False)
+    for profile in ('smoke', 'cpu'):
+        reproduce(profile, only=['00a_config'], out=tmp_path / profile, log=lambda s: None, docs=False)
     assert seen == [1, None]
 
 
@@ -202,16 +209,19 @@ def test_reproduce_and_release_load_no_torch():
 
 def test_render_docs_embeds_figures_drops_widgets_and_loads_nothing(tmp_path):
     from PIL import Image
-    buf = io.BytesIO(); Image.new('RGB', (3, 2), (255, 0, 0)).save(buf, format='png')
+    buf = io.BytesIO()
+    Image.new('RGB', (3, 2), (255, 0, 0)).save(buf, format='png')
     png = base64.b64encode(buf.getvalue()).decode()
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell('# Metrics here\n\n> One line on them.'),
                                          nbformat.v4.new_code_cell('fig')])
     nb.cells[1].outputs = [nbformat.v4.new_output('display_data', {'image/png': png, 'text/plain': '<Figure>'}),
-                           nbformat.v4.new_output('display_data', {'application/vnd.jupyter.widget-view+json': {'model_id': 'x'},
-                                                                   'text/plain': 'a slider'})]
+                           nbformat.v4.new_output('display_data',
+                                                  {'application/vnd.jupyter.widget-view+json': {'model_id': 'x'},
+                                                   'text/plain': 'a slider'})]
     nb.metadata['widgets'] = {'application/vnd.jupyter.widget-state+json': {'state': {'x': {'big': 'y' * 100_000}}}}
     run = tmp_path / 'run'
-    (run / 'notebooks').mkdir(parents=True); nbformat.write(nb, run / 'notebooks' / '01_metrics.ipynb')
+    (run / 'notebooks').mkdir(parents=True)
+    nbformat.write(nb, run / 'notebooks' / '01_metrics.ipynb')
     (run / 'notebooks' / 'not_in_the_pipeline.ipynb').write_text('{}')
     written = render_docs(run, tmp_path / 'docs')
     assert [p.name for p in written] == ['01_metrics.html', 'notebook.css', 'index.html']
