@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .checks import check_device, check_types, coerce, did_you_mean
+from .datasets import DATASET_ALIASES, DATASETS
 
 # %% auto #0
 __all__ = ['PROFILES', 'CHOICES', 'STAGES', 'MULTI_PREFIX', 'SEED_TAG', 'KNOWN_METRICS', 'Profile', 'seed_stage', 'split_seed',
@@ -33,7 +34,7 @@ class Profile:
                                          # by commas
     val_data: str = 'sample'             # validation images of the training curves (the official code: PIRM-test)
     data_root: str = ''                  # dataset folder; '': $RANKSRGAN_NB_DATA, else ~/.cache/ranksrgan_nb/datasets
-                                         # (data.data_root)
+                                         # (datasets.data_root)
     # --- networks
     g_nf: int = 64                       # SRResNet width
     g_nb: int = 16                       # SRResNet residual blocks
@@ -229,7 +230,6 @@ def _check_data_names(p: Profile) -> None:
                              "a folder, or dataset names separated by commas")
         for part in (s.strip() for s in getattr(p, k).split(',') if s.strip()):
             if part == 'sample' or Path(part).expanduser().is_dir(): continue
-            from ranksrgan_nb.data import DATASET_ALIASES, DATASETS
             if part not in DATASETS and part not in DATASET_ALIASES:
                 known = ['sample', *DATASET_ALIASES, *DATASETS, '<an existing folder>']
                 raise did_you_mean(f'a part of {k}', part, known)

@@ -5,36 +5,30 @@
 # %% ../nbs/00b_data.ipynb #717a6e42
 from __future__ import annotations
 
-import contextlib
-import csv
 import functools
-import hashlib
-import json
 import math
 import os
-import shutil
-import stat
 import warnings
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .fileio import IMAGE_EXTS, atomic_path, check_unit, read_image, to_rgb, to_uint8
+from .datasets import DATASET_ALIASES, DATASETS, get_dataset
+from .fileio import IMAGE_EXTS, check_unit, read_image, to_rgb, to_uint8
 
 # %% auto #0
-__all__ = ['STRIPE_PIXELS', 'SAMPLE_IMAGES', 'SAMPLE_SCENES', 'DATA_ENV', 'DEFAULT_DATA_ROOT', 'DATASETS', 'DATASETS_MANIFEST',
-           'RAW_URL', 'STAMP', 'DATASET_ALIASES', 'img2tensor', 'tensor2img', 'cubic', 'resize_taps', 'resize_matrix',
+__all__ = ['STRIPE_PIXELS', 'SAMPLE_IMAGES', 'SAMPLE_SCENES', 'img2tensor', 'tensor2img', 'cubic', 'resize_taps', 'resize_matrix',
            'resize_band', 'stripe_rows', 'resize_stripes', 'imresize', 'rgb2ycbcr', 'rgb_to_y', 'modcrop',
            'crop_border', 'bicubic_degrade', 'bicubic_upsample', 'sample_images', 'scene_of', 'list_images',
-           'load_images', 'augment', 'PairedPatchDataset', 'TestImageDataset', 'DownloadError', 'download', 'data_root',
-           'DatasetSpec', 'read_manifest', 'source_url', 'ChecksumError', 'verify_files', 'fetch_files', 'get_dataset',
-           'ImageSet', 'resolve_images', 'profile_images', 'test_sets', 'file_stamp', 'stamped_folder',
-           'ROUNDING_SLACK', 'IMAGE_EXTS', 'MAX_IMAGE_PIXELS', 'to_rgb', 'ImageReadError', 'read_image', 'atomic_path',
-           'write_image', 'stale_temporaries']
+           'load_images', 'augment', 'PairedPatchDataset', 'TestImageDataset', 'ImageSet', 'resolve_images',
+           'profile_images', 'test_sets', 'ROUNDING_SLACK', 'IMAGE_EXTS', 'MAX_IMAGE_PIXELS', 'to_rgb',
+           'ImageReadError', 'read_image', 'atomic_path', 'write_image', 'stale_temporaries', 'DATA_ENV',
+           'DEFAULT_DATA_ROOT', 'DATASETS', 'DATASETS_MANIFEST', 'RAW_URL', 'STAMP', 'DATASET_ALIASES', 'DownloadError',
+           'download', 'data_root', 'DatasetSpec', 'read_manifest', 'source_url', 'ChecksumError', 'verify_files',
+           'fetch_files', 'get_dataset', 'file_stamp', 'stamped_folder']
 
 # %% ../nbs/00b_data.ipynb #449e9b8d
 def img2tensor(img: np.ndarray,       # HxWx3: integers (0..255: 8-bit; uint16: 16-bit) or floats in [0, 1]
@@ -48,6 +42,7 @@ def img2tensor(img: np.ndarray,       # HxWx3: integers (0..255: 8-bit; uint16: 
     a = to_uint8(a, name)
     return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).float().div_(255.0)
 
+# %% ../nbs/00b_data.ipynb #5917363a
 def tensor2img(t: torch.Tensor,       # float (3,H,W) or (1,3,H,W) in [0, 1]
                name: str = 'tensor',  # for errors
                ) -> np.ndarray:
@@ -114,6 +109,7 @@ def _apply_taps(x, col, w):
     for t in range(1, col.shape[1]): acc += x[col[:, t]] * w[:, t]
     return acc
 
+# %% ../nbs/00b_data.ipynb #7a320e0d
 def resize_band(band, c, w, cw, ww):  # array (h, W, ...) or tensor (..., h, W); row taps (c, w), column taps (cw, ww)
     "One stripe: the rows of `band` by the taps (c, w), then its columns by (cw, ww); both passes gather rows."
     is_t = isinstance(band, torch.Tensor)
@@ -128,6 +124,7 @@ def stripe_rows(per_row: float, n: int) -> int:  # pixels (or values) per row, n
     "How many rows of `per_row` pixels make one stripe of STRIPE_PIXELS (at least 1, at most n)."
     return n if STRIPE_PIXELS is None else int(min(n, max(1, STRIPE_PIXELS // max(per_row, 1))))
 
+# %% ../nbs/00b_data.ipynb #a5692319
 def resize_stripes(x, scale: float, antialias: bool, prepare, finish, out):
     "Resize array (H, W, ...) or tensor (..., H, W) `x` into `out`, stripe by stripe of output rows."
     is_t = isinstance(x, torch.Tensor)
@@ -183,6 +180,7 @@ def rgb2ycbcr(img,                  # uint8 HxWx3, float HxWx3 in [0,1], or floa
     out = a.astype(np.float64) @ m.T + off
     return out[..., 0] if y_only else out
 
+# %% ../nbs/00b_data.ipynb #196e1255
 def rgb_to_y(img):  # uint8 HxWx3, float HxWx3, or float (B,3,H,W) tensor
     "The Y channel of MATLAB's `rgb2ycbcr`: HxW (uint8 for uint8 input) or (B,1,H,W)."
     return rgb2ycbcr(img, y_only=True)
@@ -265,6 +263,7 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     if not files: raise FileNotFoundError(f'no images ({", ".join(IMAGE_EXTS)}) in {folder}')
     return files
 
+# %% ../nbs/00b_data.ipynb #eb1d887b
 def load_images(images) -> dict[str, np.ndarray]:  # folder, {name: array}, or list of paths/arrays
     "`{name: uint8 HxWx3}` from a folder, a dict or a list of paths or arrays."
     if isinstance(images, (str, os.PathLike)): images = list_images(images)
@@ -364,256 +363,7 @@ class TestImageDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict:
         return {'name': self.names[i], 'hr': self.hr[i], 'lr': self.lr[i]}
 
-# %% ../nbs/00b_data.ipynb #6c311a28
-class DownloadError(RuntimeError):
-    "A download failed (offline or wrong checksum); the message says how to provide the file by hand."
-
-def _present(f: Path, known_hash: str | None) -> str:
-    "A note on a copy already at `f` that could not be used (a partial download, usually)."
-    if not f.is_file(): return ''
-    return (f' {f} is already there ({f.stat().st_size} bytes) but does not match {known_hash}: probably a partial '
-            'download; delete it (or replace it with a complete copy).')
-
-def download(url: str,                     # where the file lives
-             known_hash: str | None,       # 'sha256:<hex>' (or 'md5:<hex>' where only that is published)
-             dest: str | os.PathLike,      # cache folder
-             fname: str | None = None,     # file name in the cache (default: the URL's last part)
-             progress: bool = True,
-             ) -> Path:
-    "Fetch `url` into `dest` (or reuse a cached copy whose checksum matches) and verify it."
-    import pooch, requests
-    dest = Path(dest).expanduser()
-    dest.mkdir(parents=True, exist_ok=True)
-    fname = fname or url.rstrip('/').split('/')[-1]
-    try:
-        return Path(pooch.retrieve(url, known_hash=known_hash, fname=fname, path=dest, progressbar=progress))
-    except ValueError as e:  # pooch: checksum mismatch (pooch deletes the bad download)
-        raise DownloadError(f'{fname} from {url} does not match its checksum {known_hash} ({e}). '
-                            f'Delete any partial copy in {dest} and retry, or download it yourself and check it.'
-                            ) from e
-    except (requests.exceptions.RequestException, OSError) as e:
-        raise DownloadError(f'could not download {url} ({type(e).__name__}: {e}). Offline? Download it yourself '
-                            f'and put it at {dest / fname} (checksum {known_hash or "not published"}).'
-                            + _present(dest / fname, known_hash)) from e
-
-# %% ../nbs/00b_data.ipynb #03228930
-DATA_ENV = 'RANKSRGAN_NB_DATA'                    # environment variable naming the data root
-DEFAULT_DATA_ROOT = '~/.cache/ranksrgan_nb/datasets'
-
-def data_root(root: str | os.PathLike | None = None,  # a given root; None or '': the default
-              ) -> Path:
-    "The data root: `root` if given, else $RANKSRGAN_NB_DATA if set, else ~/.cache/ranksrgan_nb/datasets."
-    for r in (root, os.environ.get(DATA_ENV), DEFAULT_DATA_ROOT):
-        if r is not None and str(r).strip(): return Path(r).expanduser()
-
-# %% ../nbs/00b_data.ipynb #ce912328
-@dataclass(frozen=True)
-class DatasetSpec:
-    "Where a dataset comes from (an archive and its checksum, or the manifest file by file); where its HR images go."
-    url: str | None        # None: no public direct link; the user prepares the folder
-    known_hash: str | None # 'sha256:...' or 'md5:...' as published (see the table above)
-    hr_dir: str            # HR image folder, relative to root, after unpacking
-    note: str = ''         # how to prepare it by hand (said when it is missing)
-    per_file: bool = False # True: the files the manifest lists under hr_dir, each fetched and checked on its own
-
-DATASETS: dict[str, DatasetSpec] = {}   # filled below
-
-def _unpack(archive: Path, root: Path) -> None:
-    try: shutil.unpack_archive(str(archive), str(root))
-    except (shutil.ReadError, EOFError, OSError) as e: raise DownloadError(f'cannot unpack {archive}: {e}') from e
-
-# %% ../nbs/00b_data.ipynb #74449b77
-DATASETS_MANIFEST: str | os.PathLike | None = None   # None: the manifest shipped in ranksrgan_nb/assets
-RAW_URL = 'https://raw.githubusercontent.com/{repo}/{commit}/{path}'   # a file of a GitHub repository at a commit
-
-def _manifest_path():
-    return DATASETS_MANIFEST or resources.files('ranksrgan_nb').joinpath('assets', 'datasets_manifest.tsv')
-
-def read_manifest(folder: str | None = None,  # e.g. 'CBSD68/HR'; None: every row
-                  ) -> list[dict]:
-    "Rows of the datasets manifest (folder, file, sha256, bytes, source_repo, source_commit, source_path)."
-    with open(_manifest_path(), newline='', encoding='utf-8') as f: rows = list(csv.DictReader(f, delimiter='\t'))
-    return [r for r in rows if folder is None or r['folder'] == folder]
-
-def source_url(row: dict) -> str:
-    "The pinned download URL of a manifest row."
-    return RAW_URL.format(repo=row['source_repo'], commit=row['source_commit'], path=row['source_path'])
-
-# %% ../nbs/00b_data.ipynb #b85c2341
-def _sources(rows: list[dict]) -> str:
-    "Where files come from, e.g. 'github.com/a/b at commit <40 hex digits>, path datasets/Set5/HR/'."
-    by = {}
-    for r in rows: by.setdefault((r['source_repo'], r['source_commit']), set()).add(r['source_path'].rpartition('/')[0])
-    return '; '.join(f'github.com/{repo} at commit {c}, path {", ".join(sorted(d))}/' for (repo, c), d in by.items())
-
-def _missing_note(missing: list[dict], root: Path) -> str:
-    "Which files are missing, where they go, and where they come from."
-    names = ', '.join(r['file'] for r in missing[:5]) + (f' and {len(missing) - 5} more' if len(missing) > 5 else '')
-    folders = ', '.join(sorted({str(root / r['folder']) for r in missing}))
-    return (f'{len(missing)} file(s) missing in {folders} ({names}). Put them there by hand: they come from '
-            f'{_sources(missing)} (the SHA-256 of each is in {_manifest_path()})')
-
-# %% ../nbs/00b_data.ipynb #8e0b41bc
-STAMP = '.sha256_verified.json'   # in each dataset folder: {file: [bytes, mtime_ns, sha256]} of the files found good
-
-class ChecksumError(DownloadError):
-    "A dataset file on disk does not match the SHA-256 of the manifest."
-
-def _sha256(path: Path) -> str:
-    "The SHA-256 of a file, read in blocks of 1 MiB."
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''): h.update(block)
-    return h.hexdigest()
-
-def _read_stamp(folder: Path) -> dict:
-    "The stamp of `folder`: {file: [bytes, mtime_ns, sha256]} of the files found good."
-    try: return json.loads((folder / STAMP).read_text())
-    except (OSError, ValueError): return {}     # none yet, or damaged: every file is hashed again
-
-def _writable(folder: Path) -> bool:
-    "Whether a stamp may go in `folder`: not where it has no write permission (also for root, who could write anyway)."
-    return os.access(folder, os.W_OK) and bool(folder.stat().st_mode & stat.S_IWUSR)
-
-# %% ../nbs/00b_data.ipynb #e52b93ca
-def verify_files(rows: list[dict],           # manifest rows (read_manifest)
-                 root: str | os.PathLike,    # the data root; file f of folder d is root/d/f
-                 ) -> list[tuple[dict, str]]:
-    "(row, actual SHA-256) of each file of `rows` present under `root` whose bytes do not match the manifest."
-    root, bad, folders = Path(root).expanduser(), [], {}
-    for r in rows: folders.setdefault(r['folder'], []).append(r)
-    for folder, rs in folders.items():
-        d = root / folder
-        old = _read_stamp(d)
-        new = dict(old)
-        for r in rs:
-            f = d / r['file']
-            if not f.is_file():
-                new.pop(r['file'], None)
-                continue
-            st = f.stat()
-            key = [st.st_size, st.st_mtime_ns, r['sha256']]   # taken before reading: a write meanwhile changes it
-            if old.get(r['file']) == key: continue              # unchanged since it was found good
-            actual = _sha256(f)
-            if actual == r['sha256']: new[r['file']] = key
-            else:
-                new.pop(r['file'], None)
-                bad.append((r, actual))
-        if new != old and d.is_dir() and _writable(d):
-            with contextlib.suppress(OSError), atomic_path(d / STAMP) as tmp: tmp.write_text(json.dumps(new))
-    return bad
-
-def _mismatch_note(bad: list[tuple[dict, str]], root: Path) -> str:
-    "The first file that does not match its SHA-256, expected and actual, and how many more."
-    r, actual = bad[0]
-    more = f' (and {len(bad) - 1} more: {", ".join(b[0]["file"] for b in bad[1:6])})' if len(bad) > 1 else ''
-    return (f'{root / r["folder"] / r["file"]} does not match its SHA-256 in {_manifest_path()}: '
-            f'expected {r["sha256"]}, got {actual} (a damaged, cut-short or different copy){more}')
-
-# %% ../nbs/00b_data.ipynb #2857c428
-def _fetch_one(r: dict, root: Path, missing: list[dict]) -> None:
-    "Download the file of manifest row `r` into root/<folder>, checked; an error names `missing` (r and the rest)."
-    import pooch, requests
-    url = source_url(r)
-    try:
-        pooch.retrieve(url, known_hash='sha256:' + r['sha256'], fname=r['file'], path=root / r['folder'],
-                       progressbar=False)
-    except ValueError as e:   # pooch: the SHA-256 does not match (the download is deleted)
-        raise DownloadError(f'{url} does not match its SHA-256 {r["sha256"]}, so it was refused and nothing was '
-                            f'written ({e}). ' + _missing_note(missing, root)) from e
-    except (requests.exceptions.RequestException, OSError) as e:
-        offline = isinstance(e, (requests.exceptions.ConnectionError, requests.exceptions.Timeout))
-        raise DownloadError(f'could not download {url} ({type(e).__name__}: {e}). {"Offline? " if offline else ""}'
-                            + _missing_note(missing, root)) from e
-
-def fetch_files(rows: list[dict],            # manifest rows (read_manifest)
-                root: str | os.PathLike,     # the data root; file f of folder d goes to root/d/f
-                progress: bool = True,       # one progress bar over the files to download
-                ) -> list[Path]:
-    "Verify the files of `rows` under `root` (verify_files) and download the missing or wrong ones, checked; all paths."
-    import pooch
-    from tqdm.auto import tqdm
-    root = Path(root).expanduser()
-    bad = verify_files(rows, root)
-    missing = [r for r in rows if not (root / r['folder'] / r['file']).is_file()] + [r for r, _ in bad]
-    log = pooch.get_logger()
-    level = log.level
-    log.setLevel('WARNING')  # one progress bar, not a line per file
-    try:
-        bar = tqdm(missing, desc=f'downloading to {root}', unit='file', disable=not progress or not missing)
-        for k, r in enumerate(bar):
-            try: _fetch_one(r, root, missing[k:])   # a wrong file is replaced only by a download that matches
-            except DownloadError as e:
-                left = [b for b in bad if b[0] in missing[k:]]
-                if not left: raise
-                raise ChecksumError(f'{_mismatch_note(left, root)}, and it could not be downloaded again: {e}. '
-                                    'Delete it and run again to download it, or replace it with a good copy') from e
-    finally: log.setLevel(level)
-    for r, actual in bad:
-        warnings.warn(f'{root / r["folder"] / r["file"]} did not match its SHA-256 (expected {r["sha256"]}, '
-                      f'got {actual}): downloaded it again from {source_url(r)}')
-    if missing: verify_files(missing, root)          # stamps the new files, so that the next use need not read them
-    return [root / r['folder'] / r['file'] for r in rows]
-
-# %% ../nbs/00b_data.ipynb #6a2087de
-def get_dataset(name: str,                                    # a key of DATASETS
-                root: str | os.PathLike | None = None,        # the data root; None or '': data_root()
-                download_missing: bool = True,                # False: only use a prepared folder
-                progress: bool = True,                        # progress bars of downloads
-                ) -> Path:
-    "The folder of HR images of dataset `name`, its files verified, downloading what is missing or wrong if allowed."
-    if name not in DATASETS: raise ValueError(f'unknown dataset {name!r}; known: {sorted(DATASETS)}')
-    spec, root = DATASETS[name], data_root(root)
-    hr = root / spec.hr_dir
-    if spec.per_file and download_missing:
-        try: fetch_files(read_manifest(spec.hr_dir), root, progress)
-        except DownloadError as e: raise type(e)(f'{name}: {e}') from e   # a ChecksumError stays one
-        return hr
-    if hr.is_dir() and any(p.suffix.lower() in IMAGE_EXTS for p in hr.iterdir()):
-        bad = verify_files(read_manifest(spec.hr_dir), root) if spec.per_file else []
-        if bad: raise ChecksumError(f'{name}: {_mismatch_note(bad, root)}. Delete it and let get_dataset download '
-                                    'it (download_missing=True), or replace it with a good copy from '
-                                    f'{source_url(bad[0][0])}')
-        return hr
-    how = f'put the HR images of {name} in {hr}' + (f' ({spec.note})' if spec.note else '')
-    if spec.per_file:
-        raise FileNotFoundError(f'{name} is not prepared: {how}; or let get_dataset download it '
-                                '(download_missing=True).')
-    if not download_missing or spec.url is None: raise FileNotFoundError(f'{name} is not prepared: {how}.')
-    try: archive = download(spec.url, spec.known_hash, root / 'archives', progress=progress)
-    except DownloadError as e: raise DownloadError(f'{e}\nOr {how}.') from e
-    _unpack(archive, root)
-    if not hr.is_dir(): raise DownloadError(f'{archive} unpacked, but {hr} is not there; {how}.')
-    return hr
-
-# %% ../nbs/00b_data.ipynb #b359580b
-_EDSR = 'https://cv.snu.ac.kr/research/EDSR/'
-_BENCH = ('sha256:80c21c333bbf6ceb5308b7243761f8284478274413a97b96f1d63e9045fd93e8')
-_PIRM = 'download the PIRM 2018 set from the links at https://pirm.github.io and unpack it under root'
-_OR_EDSR = (f'byte for byte those of the manifest; to use another copy as it is, such as the EDSR benchmark.tar '
-            f'({_EDSR}benchmark.tar), give its folder instead of the name')
-DATASETS.update({
-    'DIV2K': DatasetSpec('https://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_train_HR.zip',
-                         'sha256:9d0b9c463f6e35b6c62cc6a930ee2224f670b34c1df841a57670f9acf0f6c335', 'DIV2K_train_HR'),
-    'DIV2K_valid': DatasetSpec('https://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_valid_HR.zip',
-                               'sha256:20dd31fd84d777bc1cf5d6b7654a3f569c0aec74458ae094122ad1d0489900fc',
-                               'DIV2K_valid_HR'),
-    'Flickr2K': DatasetSpec(_EDSR + 'Flickr2K.tar', 'md5:5d3f39443d5e9489bff8963f8f26cb03', 'Flickr2K/Flickr2K_HR'),
-    'Set5': DatasetSpec(None, None, 'benchmark/Set5/HR', f'5 PNG files, {_OR_EDSR}', per_file=True),
-    'Set14': DatasetSpec(None, None, 'benchmark/Set14/HR', f'14 PNG files, {_OR_EDSR}', per_file=True),
-    'BSD100': DatasetSpec(_EDSR + 'benchmark.tar', _BENCH, 'benchmark/B100/HR'),
-    'Urban100': DatasetSpec(_EDSR + 'benchmark.tar', _BENCH, 'benchmark/Urban100/HR'),
-    'CBSD68': DatasetSpec(None, None, 'CBSD68/HR', 'colour BSD68, 68 PNG files', per_file=True),
-    'SunHays80': DatasetSpec(None, None, 'SunHays80/HR', 'Sun-Hays scene photographs, 80 JPEG files', per_file=True),
-    'BSDS500_train': DatasetSpec(None, None, 'BSDS500/train', 'BSDS500 train split, 200 JPEG files', per_file=True),
-    'BSDS500_test': DatasetSpec(None, None, 'BSDS500/test', 'BSDS500 test split, 200 JPEG files', per_file=True),
-    'PIRM_val': DatasetSpec(None, None, 'PIRM_Val_set/HR', _PIRM),
-    'PIRM_test': DatasetSpec(None, None, 'PIRM_Test_set/HR', _PIRM),
-})
-
 # %% ../nbs/00b_data.ipynb #1dbf6de9
-DATASET_ALIASES = {'PIRM': 'PIRM_test', 'BSDS500': 'BSDS500_train,BSDS500_test'}   # short names; one may list several
-
 @dataclass(frozen=True)
 class ImageSet:
     "HR images (a {name: array} dict or a folder) and the folder of LR images the set provides (None: make them)."
@@ -654,6 +404,7 @@ def profile_images(cfg, split: str = 'train',  # a config.Profile; 'train' (cfg.
         out.update({prefix + k: v for k, v in load_images(s.images).items()})
     return out
 
+# %% ../nbs/00b_data.ipynb #66986b2a
 def test_sets(spec: str, scale: int = 4, root: str | os.PathLike | None = None,   # None or '': data_root()
               max_images: int | None = None,   # at most this many images per set (sorted by name)
               skip_missing: bool = True,       # leave out (with a note) benchmarks not prepared under root
@@ -662,24 +413,15 @@ def test_sets(spec: str, scale: int = 4, root: str | os.PathLike | None = None, 
     return {n: TestImageDataset(s.images, scale, lr_images=s.lr, max_images=max_images)
             for n, s in resolve_images(spec, 'test', root, skip_missing).items()}
 
-# %% ../nbs/00b_data.ipynb #53237de8
-def file_stamp(path: str | os.PathLike) -> str:
-    "'<resolved path>:<size>:<mtime in ns>' of a file: it changes when the file is rewritten."
-    st = Path(path).stat()
-    return f'{Path(path).resolve()}:{st.st_size}:{st.st_mtime_ns}'
-
-def stamped_folder(folder: str | os.PathLike, source: str) -> Path:
-    "Create `folder` for cached images made from `source`; its *.png files are deleted if they came from another."
-    folder, stamp = Path(folder), Path(folder) / 'source.txt'
-    if stamp.is_file() and stamp.read_text() != source:
-        for f in folder.glob('*.png'): f.unlink()
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(source)
-    return folder
-
 # %% ../nbs/00b_data.ipynb #67b99231
+from .datasets import (  # noqa: F401
+    DATA_ENV, DATASETS_MANIFEST, DEFAULT_DATA_ROOT, RAW_URL, STAMP, ChecksumError, DatasetSpec, DownloadError,
+    data_root, download, fetch_files, file_stamp, read_manifest, source_url, stamped_folder, verify_files)
 from .fileio import (  # noqa: F401
-    MAX_IMAGE_PIXELS, ROUNDING_SLACK, ImageReadError, stale_temporaries, write_image)
+    MAX_IMAGE_PIXELS, ROUNDING_SLACK, ImageReadError, atomic_path, stale_temporaries, write_image)
 
 _all_ = ['ROUNDING_SLACK', 'IMAGE_EXTS', 'MAX_IMAGE_PIXELS', 'to_rgb', 'ImageReadError', 'read_image', 'atomic_path',
-         'write_image', 'stale_temporaries']   # (IMAGE_EXTS, to_rgb, read_image, atomic_path: imported at the top)
+         'write_image', 'stale_temporaries',                                                 # from fileio
+         'DATA_ENV', 'DEFAULT_DATA_ROOT', 'DATASETS', 'DATASETS_MANIFEST', 'RAW_URL', 'STAMP', 'DATASET_ALIASES',
+         'DownloadError', 'download', 'data_root', 'DatasetSpec', 'read_manifest', 'source_url', 'ChecksumError',
+         'verify_files', 'fetch_files', 'get_dataset', 'file_stamp', 'stamped_folder']       # from datasets

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .config import Profile
-from .data import TestImageDataset, download, img2tensor, tensor2img
+from .data import TestImageDataset, img2tensor, tensor2img
+from .datasets import cache_dir, download
 from .fileio import load_pth, warn_once
 from .metrics import get_metric
 from .stages import load_checkpoint, load_final, stage_meta
@@ -27,11 +28,11 @@ from .stages import load_checkpoint, load_final, stage_meta
 # %% auto #0
 __all__ = ['VGG19_BLOCKS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'VGG19_URL', 'VGG19_HASH', 'VGG19_FILE', 'VGG_RANDOM_SEED',
            'count_params', 'ResidualBlockNoBN', 'SRResNet', 'identity_init', 'ResidualDenseBlock', 'RRDB', 'RRDBNet',
-           'Discriminator', 'Ranker', 'vgg19_layer_names', 'RandomVGGWarning', 'cache_dir', 'CheckpointError',
-           'unwrap_state_dict', 'warn_random_vgg', 'VGGFeatures', 'map_official', 'load_official', 'build_generator',
-           'build_discriminator', 'build_vgg', 'autocast', 'prepare_model', 'receptive_radius', 'tiles',
-           'tiled_forward', 'NonFiniteOutput', 'check_tile', 'super_resolve', 'evaluate_generator', 'load_generator',
-           'SAFE_GLOBALS', 'UnreadableCheckpoint', 'load_pth']
+           'Discriminator', 'Ranker', 'vgg19_layer_names', 'RandomVGGWarning', 'CheckpointError', 'unwrap_state_dict',
+           'warn_random_vgg', 'VGGFeatures', 'map_official', 'load_official', 'build_generator', 'build_discriminator',
+           'build_vgg', 'autocast', 'prepare_model', 'receptive_radius', 'tiles', 'tiled_forward', 'NonFiniteOutput',
+           'check_tile', 'super_resolve', 'evaluate_generator', 'load_generator', 'SAFE_GLOBALS',
+           'UnreadableCheckpoint', 'load_pth', 'cache_dir']
 
 # %% ../nbs/02_models.ipynb #bbe69b3f
 def count_params(model: nn.Module,            # any module
@@ -273,10 +274,6 @@ VGG_RANDOM_SEED = 19
 
 class RandomVGGWarning(UserWarning):
     "VGGFeatures runs with random weights: the perceptual loss is not the paper's."
-
-def cache_dir(sub: str = 'weights') -> Path:  # sub-folder of the cache
-    "`$RANKSRGAN_NB_CACHE/<sub>`, or `~/.cache/ranksrgan_nb/<sub>` when the variable is unset."
-    return Path(os.environ.get('RANKSRGAN_NB_CACHE') or '~/.cache/ranksrgan_nb').expanduser() / sub
 
 # %% ../nbs/02_models.ipynb #ba94a994
 class CheckpointError(ValueError):
@@ -578,4 +575,4 @@ def load_generator(cfg: Profile, path: str | os.PathLike, device='cpu') -> SRRes
 # %% ../nbs/02_models.ipynb #cdc84d47
 from .fileio import SAFE_GLOBALS, UnreadableCheckpoint  # noqa: F401
 
-_all_ = ['SAFE_GLOBALS', 'UnreadableCheckpoint', 'load_pth']   # (load_pth: imported at the top)
+_all_ = ['SAFE_GLOBALS', 'UnreadableCheckpoint', 'load_pth', 'cache_dir']   # (load_pth, cache_dir: imported at the top)

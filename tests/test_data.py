@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from ranksrgan_nb import data as D
+from ranksrgan_nb import datasets as DS
 
 FIX = Path(__file__).parent / 'fixtures' / 'imresize_basicsr_ref.npz'
 
@@ -232,21 +233,21 @@ def _make_zip(serve: Path, photo) -> str:
 def test_get_dataset_downloads_checks_and_unpacks(http_root, tmp_path, photo, monkeypatch):
     serve, url = http_root
     sha = _make_zip(serve, photo)
-    monkeypatch.setitem(D.DATASETS, 'Tiny', D.DatasetSpec(url + 'tiny.zip', f'sha256:{sha}', 'Tiny/HR'))
+    monkeypatch.setitem(DS.DATASETS, 'Tiny', DS.DatasetSpec(url + 'tiny.zip', f'sha256:{sha}', 'Tiny/HR'))
     root = tmp_path / 'cache'
-    hr = D.get_dataset('Tiny', root)
+    hr = DS.get_dataset('Tiny', root)
     assert hr == root / 'Tiny' / 'HR'
     np.testing.assert_array_equal(D.read_image(hr / 'a.png'), photo)
     (serve / 'tiny.zip').unlink()                    # second call: prepared folder, no network
-    assert D.get_dataset('Tiny', root) == hr
+    assert DS.get_dataset('Tiny', root) == hr
 
 
 def test_download_checksum_mismatch(http_root, tmp_path, photo, monkeypatch):
     serve, url = http_root
     _make_zip(serve, photo)
-    monkeypatch.setitem(D.DATASETS, 'Tiny', D.DatasetSpec(url + 'tiny.zip', 'sha256:' + '0' * 64, 'Tiny/HR'))
-    with pytest.raises(D.DownloadError, match='checksum') as e:
-        D.get_dataset('Tiny', tmp_path / 'cache')
+    monkeypatch.setitem(DS.DATASETS, 'Tiny', DS.DatasetSpec(url + 'tiny.zip', 'sha256:' + '0' * 64, 'Tiny/HR'))
+    with pytest.raises(DS.DownloadError, match='checksum') as e:
+        DS.get_dataset('Tiny', tmp_path / 'cache')
     assert 'Tiny/HR' in str(e.value)                 # and says where to put the images instead
     assert not (tmp_path / 'cache' / 'Tiny').exists()
 
@@ -254,26 +255,26 @@ def test_download_checksum_mismatch(http_root, tmp_path, photo, monkeypatch):
 def test_download_cached_file_is_reused(http_root, tmp_path, photo):
     serve, url = http_root
     sha = _make_zip(serve, photo)
-    p = D.download(url + 'tiny.zip', f'sha256:{sha}', tmp_path / 'c', progress=False)
+    p = DS.download(url + 'tiny.zip', f'sha256:{sha}', tmp_path / 'c', progress=False)
     (serve / 'tiny.zip').unlink()
-    assert D.download(url + 'tiny.zip', f'sha256:{sha}', tmp_path / 'c', progress=False) == p
+    assert DS.download(url + 'tiny.zip', f'sha256:{sha}', tmp_path / 'c', progress=False) == p
 
 
 def test_download_offline_message(tmp_path):
     import socket
     s = socket.socket(); s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]; s.close()   # nothing listens here
-    with pytest.raises(D.DownloadError) as e:
-        D.download(f'http://127.0.0.1:{port}/w.pth', 'sha256:' + 'a' * 64, tmp_path, progress=False)
+    with pytest.raises(DS.DownloadError) as e:
+        DS.download(f'http://127.0.0.1:{port}/w.pth', 'sha256:' + 'a' * 64, tmp_path, progress=False)
     assert 'Download it yourself' in str(e.value) and str(tmp_path / 'w.pth') in str(e.value)
 
 
 def test_get_dataset_unknown_and_manual_only(tmp_path):
     with pytest.raises(ValueError, match='known'):
-        D.get_dataset('Set99', tmp_path)
+        DS.get_dataset('Set99', tmp_path)
     with pytest.raises(FileNotFoundError, match='pirm'):
-        D.get_dataset('PIRM_test', tmp_path)
+        DS.get_dataset('PIRM_test', tmp_path)
     with pytest.raises(FileNotFoundError, match='not prepared'):
-        D.get_dataset('Set5', tmp_path, download_missing=False)
+        DS.get_dataset('Set5', tmp_path, download_missing=False)
 
 
 def test_resolve_images(tmp_path):
@@ -342,13 +343,13 @@ def test_test_sets(tmp_path, capsys):
 
 
 def test_stamped_folder_and_file_stamp(tmp_path):
-    f = D.stamped_folder(tmp_path / 'c', 'v1')
+    f = DS.stamped_folder(tmp_path / 'c', 'v1')
     D.write_image(f / 'a.png', np.zeros((4, 4, 3), np.uint8)); (f / 'keep.txt').write_text('x')
-    assert D.stamped_folder(tmp_path / 'c', 'v1') == f and (f / 'a.png').exists()
-    D.stamped_folder(tmp_path / 'c', 'v2')
+    assert DS.stamped_folder(tmp_path / 'c', 'v1') == f and (f / 'a.png').exists()
+    DS.stamped_folder(tmp_path / 'c', 'v2')
     assert not (f / 'a.png').exists() and (f / 'keep.txt').exists() and (f / 'source.txt').read_text() == 'v2'
     p = tmp_path / 'w.pth'; p.write_bytes(b'12345')
-    path, size, _ = D.file_stamp(p).rsplit(':', 2)
+    path, size, _ = DS.file_stamp(p).rsplit(':', 2)
     assert path == str(p.resolve()) and size == '5'
 
 
@@ -370,10 +371,10 @@ def test_rgb_to_y_rounds_halves_up_like_matlab():
 # ---------------------------------------------------------------- the data root and per-file datasets (the manifest)
 def test_data_root_argument_env_default(monkeypatch):
     monkeypatch.delenv('RANKSRGAN_NB_DATA', raising=False)
-    assert D.data_root() == D.data_root('') == D.data_root('  ') == Path.home() / '.cache' / 'ranksrgan_nb' / 'datasets'
+    assert DS.data_root() == DS.data_root('') == DS.data_root('  ') == Path.home() / '.cache' / 'ranksrgan_nb' / 'datasets'
     monkeypatch.setenv('RANKSRGAN_NB_DATA', '/srv/photos')
-    assert D.data_root() == D.data_root(None) == Path('/srv/photos')
-    assert D.data_root('~/mine') == Path.home() / 'mine'                  # a given root wins over the variable
+    assert DS.data_root() == DS.data_root(None) == Path('/srv/photos')
+    assert DS.data_root('~/mine') == Path.home() / 'mine'                  # a given root wins over the variable
     from ranksrgan_nb.config import get_profile
     assert get_profile('cpu').data_root == '' and get_profile('cpu', data_root='/d').data_root == '/d'
 
@@ -397,27 +398,27 @@ def tiny_per_file(http_root, tmp_path, monkeypatch):
         imgs[name] = data
     man = tmp_path / 'manifest.tsv'
     man.write_text('\t'.join(MANIFEST_COLS) + '\n' + ''.join('\t'.join(r[c] for c in MANIFEST_COLS) + '\n' for r in rows))
-    monkeypatch.setattr(D, 'DATASETS_MANIFEST', man)
-    monkeypatch.setattr(D, 'RAW_URL', url + '{repo}/{commit}/{path}')
-    monkeypatch.setitem(D.DATASETS, 'Tiny', D.DatasetSpec(None, None, 'Tiny/HR', 'three test images', per_file=True))
+    monkeypatch.setattr(DS, 'DATASETS_MANIFEST', man)
+    monkeypatch.setattr(DS, 'RAW_URL', url + '{repo}/{commit}/{path}')
+    monkeypatch.setitem(DS.DATASETS, 'Tiny', DS.DatasetSpec(None, None, 'Tiny/HR', 'three test images', per_file=True))
     return serve / 'someone' / 'photos' / commit / 'sets' / 'tiny', imgs
 
 
 def test_per_file_download_checks_and_reuses(tiny_per_file, tmp_path, capsys):
     served, imgs = tiny_per_file
     root = tmp_path / 'data'
-    hr = D.get_dataset('Tiny', root)
+    hr = DS.get_dataset('Tiny', root)
     assert hr == root / 'Tiny' / 'HR' and sorted(p.name for p in hr.iterdir()) == ['.sha256_verified.json', 'a.png',
                                                                              'b.png', 'c.jpg']
     for name, data in imgs.items():                                       # byte for byte what was served
         assert (hr / name).read_bytes() == data
     assert 'downloading to' in capsys.readouterr().err                    # the progress bar
     for f in served.iterdir(): f.unlink()                                 # the server has nothing now
-    assert D.get_dataset('Tiny', root) == hr                              # every file there and good: no request at all
+    assert DS.get_dataset('Tiny', root) == hr                              # every file there and good: no request at all
     assert D.resolve_images('Tiny', root=root)['Tiny'] == D.ImageSet(hr)
     (hr / 'b.png').write_bytes(b'my own copy')                            # a file already there is checked too ...
-    with pytest.raises(D.ChecksumError, match=rf"{hr / 'b.png'} does not match its SHA-256 .*could not be downloaded"):
-        D.get_dataset('Tiny', root)                                       # ... and, the server gone, named
+    with pytest.raises(DS.ChecksumError, match=rf"{hr / 'b.png'} does not match its SHA-256 .*could not be downloaded"):
+        DS.get_dataset('Tiny', root)                                       # ... and, the server gone, named
     assert (hr / 'b.png').read_bytes() == b'my own copy'                  # left as it was
 
 
@@ -427,7 +428,7 @@ def test_per_file_fetches_only_the_missing_files(tiny_per_file, tmp_path):
     (root / 'Tiny' / 'HR').mkdir(parents=True)
     (root / 'Tiny' / 'HR' / 'a.png').write_bytes(imgs['a.png'])
     (served / 'a.png').unlink()                                          # would fail if it were requested
-    D.get_dataset('Tiny', root, progress=False)
+    DS.get_dataset('Tiny', root, progress=False)
     assert all((root / 'Tiny' / 'HR' / n).read_bytes() == d for n, d in imgs.items())
 
 
@@ -435,8 +436,8 @@ def test_per_file_corrupted_file_is_refused(tiny_per_file, tmp_path):
     served, imgs = tiny_per_file
     (served / 'b.png').write_bytes(imgs['b.png'][:-10] + b'0123456789')   # same size, other bytes
     root = tmp_path / 'data'
-    with pytest.raises(D.DownloadError) as e:
-        D.get_dataset('Tiny', root, progress=False)
+    with pytest.raises(DS.DownloadError) as e:
+        DS.get_dataset('Tiny', root, progress=False)
     msg = str(e.value)
     assert msg.startswith('Tiny: ') and 'someone/photos/' + 'ab' * 20 + '/sets/tiny/b.png does not match its SHA-256' in msg
     assert 'refused' in msg and f"2 file(s) missing in {root / 'Tiny' / 'HR'} (b.png, c.jpg)" in msg
@@ -447,52 +448,52 @@ def test_per_file_corrupted_file_is_refused(tiny_per_file, tmp_path):
 def test_per_file_offline_names_files_folder_and_source(tiny_per_file, tmp_path, monkeypatch):
     import socket
     s = socket.socket(); s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]; s.close()   # nothing listens here
-    monkeypatch.setattr(D, 'RAW_URL', f'http://127.0.0.1:{port}/' + '{repo}/{commit}/{path}')
+    monkeypatch.setattr(DS, 'RAW_URL', f'http://127.0.0.1:{port}/' + '{repo}/{commit}/{path}')
     root = tmp_path / 'data'
-    with pytest.raises(D.DownloadError) as e:
-        D.get_dataset('Tiny', root, progress=False)
+    with pytest.raises(DS.DownloadError) as e:
+        DS.get_dataset('Tiny', root, progress=False)
     msg = str(e.value)
     assert 'Offline?' in msg and f"3 file(s) missing in {root / 'Tiny' / 'HR'} (a.png, b.png, c.jpg)" in msg
     assert 'Put them there by hand' in msg and f"github.com/someone/photos at commit {'ab' * 20}, path sets/tiny/" in msg
     with pytest.raises(FileNotFoundError, match=f"put the HR images of Tiny in {root / 'Tiny' / 'HR'}"):
-        D.get_dataset('Tiny', root, download_missing=False)           # skip_missing callers: no request at all
+        DS.get_dataset('Tiny', root, download_missing=False)           # skip_missing callers: no request at all
     assert D.test_sets('Tiny, sample', 4, root).keys() == {'sample'}      # and the tables go on without it
 
 
 def test_http_error_is_not_called_offline(tiny_per_file, tmp_path):
     served, _ = tiny_per_file
     (served / 'c.jpg').unlink()                                          # 404
-    with pytest.raises(D.DownloadError) as e:
-        D.get_dataset('Tiny', tmp_path / 'data', progress=False)
+    with pytest.raises(DS.DownloadError) as e:
+        DS.get_dataset('Tiny', tmp_path / 'data', progress=False)
     assert 'HTTPError' in str(e.value) and 'Offline?' not in str(e.value) and '1 file(s) missing' in str(e.value)
 
 
 def test_shipped_manifest_rows_and_pinned_urls():
-    rows = D.read_manifest()
+    rows = DS.read_manifest()
     assert [r['folder'] for r in rows].count('SunHays80/HR') == 80 and len(rows) == 567
     counts = {'Set5': 5, 'Set14': 14, 'CBSD68': 68, 'SunHays80': 80, 'BSDS500_train': 200, 'BSDS500_test': 200}
     for name, n in counts.items():
-        spec = D.DATASETS[name]
-        assert spec.per_file and spec.url is None and len(D.read_manifest(spec.hr_dir)) == n
+        spec = DS.DATASETS[name]
+        assert spec.per_file and spec.url is None and len(DS.read_manifest(spec.hr_dir)) == n
     assert not [r for r in rows if 'val' in r['folder'].lower() or '/val/' in r['source_path']]   # val holds CBSD68
-    url = D.source_url(D.read_manifest('CBSD68/HR')[0])
+    url = DS.source_url(DS.read_manifest('CBSD68/HR')[0])
     assert url.startswith('https://raw.githubusercontent.com/majedelhelou/denoising_datasets/') and len(url.split('/')[5]) == 40
-    assert 'benchmark.tar' in D.DATASETS['Set5'].note and D.DATASETS['BSD100'].url.endswith('benchmark.tar')
+    assert 'benchmark.tar' in DS.DATASETS['Set5'].note and DS.DATASETS['BSD100'].url.endswith('benchmark.tar')
     assert len({(r['folder'], r['file']) for r in rows}) == len(rows)                     # no file listed twice
 
 
 def test_bsds500_fetch_and_resolve_from_the_shared_folder(shared_datasets, monkeypatch):
-    monkeypatch.setattr(D, 'RAW_URL', 'http://127.0.0.1:9/{repo}/{commit}/{path}')   # any request would fail
+    monkeypatch.setattr(DS, 'RAW_URL', 'http://127.0.0.1:9/{repo}/{commit}/{path}')   # any request would fail
     for split in ('train', 'test'):
-        rows = D.read_manifest(f'BSDS500/{split}')
+        rows = DS.read_manifest(f'BSDS500/{split}')
         folder = shared_datasets / f'BSDS500/{split}'
-        assert D.fetch_files(rows, shared_datasets, progress=False) == [folder / r['file'] for r in rows]
-        assert D.get_dataset(f'BSDS500_{split}', shared_datasets, progress=False) == folder
+        assert DS.fetch_files(rows, shared_datasets, progress=False) == [folder / r['file'] for r in rows]
+        assert DS.get_dataset(f'BSDS500_{split}', shared_datasets, progress=False) == folder
     sets = D.resolve_images('SunHays80,BSDS500', root=shared_datasets)
     counts = {n: len(D.list_images(s.images)) for n, s in sets.items()}
     assert counts == {'SunHays80': 80, 'BSDS500_train': 200, 'BSDS500_test': 200}
     assert all(s.lr is None for s in sets.values())
-    img = D.read_image(shared_datasets / 'BSDS500/train' / D.read_manifest('BSDS500/train')[0]['file'])
+    img = D.read_image(shared_datasets / 'BSDS500/train' / DS.read_manifest('BSDS500/train')[0]['file'])
     assert img.shape in ((321, 481, 3), (481, 321, 3)) and img.dtype == np.uint8
 
 
@@ -527,7 +528,7 @@ def test_no_training_photograph_is_a_test_or_validation_photograph(shared_datase
 
 
 def test_shared_datasets_match_the_manifest(shared_datasets):
-    for r in D.read_manifest():
+    for r in DS.read_manifest():
         f = shared_datasets / r['folder'] / r['file']
         data = f.read_bytes()
         assert (len(data), hashlib.sha256(data).hexdigest()) == (int(r['bytes']), r['sha256']), f
@@ -536,7 +537,7 @@ def test_shared_datasets_match_the_manifest(shared_datasets):
 def test_cpu_profile_finds_the_shared_photographs_without_downloading(shared_datasets, monkeypatch):
     from ranksrgan_nb.config import get_profile
     monkeypatch.setenv('RANKSRGAN_NB_DATA', str(shared_datasets))
-    monkeypatch.setattr(D, 'RAW_URL', 'http://127.0.0.1:9/{repo}/{commit}/{path}')   # any request would fail
+    monkeypatch.setattr(DS, 'RAW_URL', 'http://127.0.0.1:9/{repo}/{commit}/{path}')   # any request would fail
     cfg = get_profile('cpu')
     sets = {n: s.images for spec in (cfg.train_data, cfg.test_data, cfg.val_data) for n, s in D.resolve_images(spec, root=cfg.data_root).items()}
     assert sets == {'SunHays80': shared_datasets / 'SunHays80/HR', 'Set14': shared_datasets / 'benchmark/Set14/HR',
@@ -555,11 +556,11 @@ def _flip_a_bit(path: Path, at: int = 200) -> None:
 def test_dataset_file_gone_bad_on_disk_is_downloaded_again(tiny_per_file, tmp_path):
     served, imgs = tiny_per_file
     root = tmp_path / 'data'
-    hr = D.get_dataset('Tiny', root, progress=False)
+    hr = DS.get_dataset('Tiny', root, progress=False)
     _flip_a_bit(hr / 'c.jpg')                                            # same size, one bit
     (hr / 'b.png').write_bytes(imgs['b.png'][:-40])                      # cut short
     with pytest.warns(UserWarning) as w:
-        assert D.get_dataset('Tiny', root, progress=False) == hr
+        assert DS.get_dataset('Tiny', root, progress=False) == hr
     msgs = ' | '.join(str(x.message) for x in w)
     for name in ('b.png', 'c.jpg'):
         assert f'{hr / name} did not match its SHA-256' in msgs and 'downloaded it again' in msgs
@@ -570,19 +571,19 @@ def test_dataset_file_gone_bad_on_disk_is_downloaded_again(tiny_per_file, tmp_pa
 def test_dataset_file_gone_bad_without_a_source_names_file_hashes_and_remedy(tiny_per_file, tmp_path):
     served, imgs = tiny_per_file
     root = tmp_path / 'data'
-    hr = D.get_dataset('Tiny', root, progress=False)
+    hr = DS.get_dataset('Tiny', root, progress=False)
     _flip_a_bit(hr / 'a.png')
     bad = hashlib.sha256((hr / 'a.png').read_bytes()).hexdigest()
     good = hashlib.sha256(imgs['a.png']).hexdigest()
     for f in served.iterdir(): f.unlink()                                 # no source to download it from
-    for call in (lambda: D.get_dataset('Tiny', root, progress=False),
-                 lambda: D.get_dataset('Tiny', root, download_missing=False)):
-        with pytest.raises(D.ChecksumError) as e:
+    for call in (lambda: DS.get_dataset('Tiny', root, progress=False),
+                 lambda: DS.get_dataset('Tiny', root, download_missing=False)):
+        with pytest.raises(DS.ChecksumError) as e:
             call()
         msg = str(e.value)
         assert f'{hr / "a.png"} does not match its SHA-256' in msg and f'expected {good}, got {bad}' in msg
         assert 'Delete it' in msg and 'good copy' in msg
-    with pytest.raises(D.ChecksumError):                                  # also through a profile's data setting
+    with pytest.raises(DS.ChecksumError):                                  # also through a profile's data setting
         D.test_sets('Tiny', 4, root)
     assert hashlib.sha256((hr / 'a.png').read_bytes()).hexdigest() == bad  # left as it was
 
@@ -590,25 +591,25 @@ def test_dataset_file_gone_bad_without_a_source_names_file_hashes_and_remedy(tin
 def test_dataset_verification_is_cached_by_size_and_mtime(tiny_per_file, tmp_path, monkeypatch):
     served, imgs = tiny_per_file
     root = tmp_path / 'data'
-    hr = D.get_dataset('Tiny', root, progress=False)
+    hr = DS.get_dataset('Tiny', root, progress=False)
     hashed = []
-    real = D._sha256
-    monkeypatch.setattr(D, '_sha256', lambda p: hashed.append(p.name) or real(p))
-    D.get_dataset('Tiny', root, progress=False)
+    real = DS._sha256
+    monkeypatch.setattr(DS, '_sha256', lambda p: hashed.append(p.name) or real(p))
+    DS.get_dataset('Tiny', root, progress=False)
     assert hashed == []                                                   # stamped good: not read again
     st = (hr / 'b.png').stat()
     os.utime(hr / 'b.png', ns=(st.st_atime_ns, st.st_mtime_ns + 1000))   # a rewrite changes the time
-    D.get_dataset('Tiny', root, progress=False)
+    DS.get_dataset('Tiny', root, progress=False)
     assert hashed == ['b.png']
-    D.get_dataset('Tiny', root, progress=False)
+    DS.get_dataset('Tiny', root, progress=False)
     assert hashed == ['b.png']                                            # and it is stamped again
-    (hr / D.STAMP).write_text('{not json')                                # a damaged stamp: everything checked again
-    D.get_dataset('Tiny', root, progress=False)
+    (hr / DS.STAMP).write_text('{not json')                                # a damaged stamp: everything checked again
+    DS.get_dataset('Tiny', root, progress=False)
     assert sorted(hashed[1:]) == ['a.png', 'b.png', 'c.jpg']
-    (hr / D.STAMP).unlink()
+    (hr / DS.STAMP).unlink()
     hr.chmod(0o555)                                                       # a read-only copy: no stamp written there
     try:
-        D.get_dataset('Tiny', root, progress=False)
-        assert not (hr / D.STAMP).exists()
+        DS.get_dataset('Tiny', root, progress=False)
+        assert not (hr / DS.STAMP).exists()
     finally:
         hr.chmod(0o755)

@@ -23,6 +23,7 @@ import torch.nn as nn
 from PIL import Image
 
 from ranksrgan_nb import data as D
+from ranksrgan_nb import datasets as DS
 from ranksrgan_nb import fileio as FIO
 from ranksrgan_nb import metrics as M
 from ranksrgan_nb import models as MO
@@ -420,8 +421,8 @@ def test_bad_image_files_say_what_is_wrong(tmp_path, monkeypatch):
 
 def test_offline_download_with_a_partial_archive_names_it(tmp_path):
     (tmp_path / 'benchmark.tar').write_bytes(b'the first bytes of a tar')
-    with pytest.raises(D.DownloadError, match=rf'{tmp_path / "benchmark.tar"} is already there \(24 bytes\) but does not match'):
-        D.download('http://127.0.0.1:9/benchmark.tar', 'sha256:' + '0' * 64, tmp_path, progress=False)
+    with pytest.raises(DS.DownloadError, match=rf'{tmp_path / "benchmark.tar"} is already there \(24 bytes\) but does not match'):
+        DS.download('http://127.0.0.1:9/benchmark.tar', 'sha256:' + '0' * 64, tmp_path, progress=False)
 
 
 # ------------------------------------------------------------------------------------------ large images in stripes

@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ranksrgan_nb import models as M
-from ranksrgan_nb.data import DownloadError
+from ranksrgan_nb.datasets import DownloadError
 from ranksrgan_nb.models import (CheckpointError, Discriminator, Ranker, RandomVGGWarning, RRDBNet, SRResNet, VGGFeatures,
                                  count_params, load_official, map_official)
 
