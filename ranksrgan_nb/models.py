@@ -563,12 +563,14 @@ def evaluate_generator(G: nn.Module, test: TestImageDataset, device='cpu', amp=F
     return {m: float(np.mean(v)) for m, v in out.items()}
 
 # %% ../nbs/02_models.ipynb #43e3994f
-def load_generator(cfg: Profile, path: str | os.PathLike, device='cpu') -> SRResNet:
-    "An SRResNet of the profile with the weights of a stage result (or an official checkpoint)."
+def load_generator(cfg: Profile, path: str | os.PathLike, device='cpu',
+                   ema: bool = True) -> SRResNet:   # a result's average G_ema when it holds one; False: the raw G
+    "An SRResNet of the profile with the weights of a stage result (its G_ema, if any) or an official checkpoint."
     G, ck = build_generator(cfg), load_checkpoint(path)
     if 'weights' in ck:
         load_final(path, stage_meta(cfg, ('scale', 'g_nf', 'g_nb')))
-        G.load_state_dict(ck['weights']['G'])
+        w = ck['weights']
+        G.load_state_dict(w['G_ema'] if ema and 'G_ema' in w else w['G'])   # train_gan(..., ema_decay=...) saves G_ema
     else: load_official(G, ck)
     return G.to(device).eval()
 

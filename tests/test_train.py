@@ -201,6 +201,9 @@ def test_ema_and_snapshots_resume_exactly(cfg, tmp_path, sr):
     _assert_same({'G': _weights(T.snapshot_path(tmp_path / 'a' / 'srgan', 6, 'E'))['G']}, {'G': a['G_ema']})
     g6 = T.load_generator(cfg, T.snapshot_path(tmp_path / 'a' / 'srgan', 6))      # a snapshot reads like a stage
     assert torch.equal(g6.conv_first.weight, a['G']['conv_first.weight'])
+    final = tmp_path / 'a' / 'srgan' / 'final.pth'
+    assert torch.equal(T.load_generator(cfg, final).conv_first.weight, a['G_ema']['conv_first.weight'])   # the average
+    assert torch.equal(T.load_generator(cfg, final, ema=False).conv_first.weight, a['G']['conv_first.weight'])
 
 
 def test_srgan_stage_ensures_the_srresnet_before_seeding(cfg, tmp_path):
