@@ -46,7 +46,7 @@ def test_label_windows_nan_for_flat_and_level_labels():
     img[:, 210:] = np.random.default_rng(1).integers(0, 256, (210, 210, 3))
     v = RK.label_windows(img, [(0, 0), (0, 210)], 200)
     assert np.isnan(v[0]) and v[1] == pytest.approx(niqe(img[:200, 210:410], crop_border=4, color='y'), abs=1e-6)
-    assert list(RK.label_windows(img, [(0, 0), (0, 210)], 200, 'level', level_index=1)) == [1.0, 1.0]
+    assert list(RK.label_windows(img, [(0, 0), (0, 210)], 200, 'level_order', level_index=1)) == [1.0, 1.0]
     assert len(RK.label_windows(img, [], 200)) == 0
 
 
@@ -119,7 +119,7 @@ def test_fewer_than_two_levels_is_an_error_that_says_what_to_do():
 
 
 def test_zero_noise_levels_are_admitted():
-    # method-ordered labels ('level' metric): no noise at all, a gap of 1 between levels
+    # method-ordered labels ('level_order' metric): no noise at all, a gap of 1 between levels
     t = pd.DataFrame({f'{c}_{lv}': [float(k)] * 5 for k, lv in enumerate('abc') for c in ('label', 'retest')})
     assert RK.admit_levels(t, list('abc'), 2.0)[0] == list('abc')
 
@@ -258,12 +258,22 @@ def test_build_rank_dataset_nothing_passes(tmp_path, photos):
         RK.build_rank_dataset(cfg, tmp_path / 'b', {'coffee': photos['coffee']}, _methods())
 
 
-def test_level_labels(tmp_path, photos):
-    cfg = get_profile('smoke', label_metric='level', rank_levels=('hr', 'noisy', 'bicubic'), rank_val_frac=0.0, rank_noise_k=2.0)
+@pytest.mark.parametrize('metric', ['level_order', 'level'])   # 'level': the old name, still accepted
+def test_level_order_labels(tmp_path, photos, metric):
+    cfg = get_profile('smoke', label_metric=metric, rank_levels=('hr', 'noisy', 'bicubic'), rank_val_frac=0.0,
+                      rank_noise_k=2.0)
     tr, va = RK.build_rank_dataset(cfg, tmp_path, photos, _methods())
-    assert len(va) == 0 and tr.levels == ['hr', 'noisy', 'bicubic'] and tr.noise == {'hr': 0.0, 'noisy': 0.0, 'bicubic': 0.0}
+    assert len(va) == 0 and tr.levels == ['hr', 'noisy', 'bicubic']
+    assert tr.noise == {'hr': 0.0, 'noisy': 0.0, 'bicubic': 0.0}
     for d in tr.items.values():
         assert [d[lv][1] for lv in tr.levels] == [0.0, 1.0, 2.0]
+    assert list(RK.label_scores(torch.rand(3, 3, 8, 8), metric, level_index=2)) == [2.0, 2.0, 2.0]
+
+
+def test_label_metric_names():
+    assert get_profile('smoke', label_metric='level_order').label_metric == 'level_order'
+    with pytest.raises(ValueError, match="did you mean 'level_order'"):
+        get_profile('smoke', label_metric='level_ordr')
 
 
 def test_ensure_rank_dataset_reuses_or_refuses(tmp_path, photos):
@@ -293,6 +303,32 @@ def test_test_tuples_come_from_the_test_photographs(tmp_path, photos):
     assert man['counts']['test_rocket_test']['kept'] == len(te)
     again = RK.ensure_test_tuples(cfg, tmp_path / 'run')     # built once: asking again reads the same tuples back
     assert sorted(again.items) == sorted(te.items)
+
+
+def test_ensure_levels_trains_missing_levels_only(tmp_path, capsys):
+    from ranksrgan_nb.stages import final_path
+    cfg = get_profile('smoke', device='cpu')
+    with pytest.raises(FileNotFoundError, match=r"'srgan_plus' \(04_ranker\)"):
+        RK.level_checkpoint(tmp_path, 'srgan')                     # no build_level: a missing stage is an error
+    p = final_path(tmp_path, 'srgan')
+    assert RK.ensure_levels(cfg, tmp_path, ['srgan', 'hr']) == {'srgan': p, 'hr': None}   # SRResNet, then SRGAN
+    out = capsys.readouterr().out
+    assert 'srgan: not in' in out and 'srresnet: not in' in out and 'a level of the rank dataset' in out
+    assert final_path(tmp_path, 'srresnet').exists() and not final_path(tmp_path, 'srgan_plus').exists()
+    when = p.stat().st_mtime_ns
+    assert RK.ensure_levels(cfg, tmp_path, ['srgan']) == {'srgan': p} and p.stat().st_mtime_ns == when   # reused
+    assert 'srgan: reusing' in capsys.readouterr().out
+    assert RK.level_checkpoint(tmp_path, 'srgan') == p and RK.ensure_levels(cfg, tmp_path, [str(p)]) == {str(p): p}
+    with pytest.raises(FileNotFoundError, match="'ranksrgan'"):
+        RK.ensure_levels(cfg, tmp_path, ['ranksrgan'])             # not a level the pipeline trains
+    q = RK.ensure_levels(cfg, tmp_path, ['srgan_plus'])['srgan_plus']   # SRGAN+ from that SRGAN, not trained again
+    meta = torch.load(q, weights_only=True)['meta']
+    assert (meta['w_gan'], meta['n_iters']) == (cfg.plus_w_gan, cfg.plus_iters) and p.stat().st_mtime_ns == when
+    with pytest.raises(ValueError, match='other settings'):
+        RK.ensure_levels(get_profile(cfg, plus_iters=cfg.plus_iters + 1), tmp_path, ['srgan_plus'])
+    # the old way still works: a build_level that trains a missing level
+    built = []
+    assert RK.level_checkpoint(tmp_path / 'b', 'srgan', lambda lv: built.append(lv) or q) == q and built == ['srgan']
 
 
 # ---------------------------------------------------------------- pairs
@@ -454,14 +490,14 @@ def test_batch_means_of_a_scorer_that_reads_brightness():
 
 # ---------------------------------------------------------------- designs, stages and training
 
-def test_ranker_stage_by_design():
-    cpu = get_profile('cpu')                               # its own design is 'eval'
-    assert cpu.ranker_design == 'eval' and RK.ranker_stage(cpu) == 'ranker'
-    assert RK.ranker_stage(cpu, 'official') == 'ranker_official'
-    assert RK.ranker_stage(get_profile('cpu', ranker_design='official')) == 'ranker_official'   # an override: the other folder
-    smoke = get_profile('smoke')
-    assert RK.ranker_stage(smoke) == 'ranker' and RK.ranker_stage(smoke, 'eval') == 'ranker_eval'
+def test_rankers_have_one_folder_per_design():
+    # the folder carries the design, whatever design the profile names (an override selects the other folder)
+    assert {d: s.name for d, s in RK.RANKERS.items()} == {'official': 'ranker_official', 'eval': 'ranker_eval'}
+    for cfg in (get_profile('cpu'), get_profile('smoke'), get_profile('cpu', ranker_design='official')):
+        for d, s in RK.RANKERS.items():
+            assert s.profile(cfg).ranker_design == d and s.keys == ('r_nf', 'label_metric', 'ranker_design')
     assert RK.PAIR_ORDER == {'official': 'fixed', 'eval': 'random'}
+    assert not hasattr(RK, 'ranker_stage')
 
 
 def test_ranker_pairs_follow_the_design(tmp_path):
@@ -486,6 +522,8 @@ def test_train_ranker_records_the_design_and_ensure_checks_it(tmp_path, photos):
     assert RK.ensure_ranker(get_profile(cfg, ranker_design='eval'), tmp_path) == p
     with pytest.raises(ValueError, match='other settings'):
         RK.ensure_ranker(cfg, tmp_path, stage='ranker_eval')
+    assert RK.ensure(RK.RANKERS['eval'], cfg, tmp_path) == p                 # RANKERS['eval'] is that Ranker's stage
+    assert not (tmp_path / 'ranker_official').exists()
     checks = RK.ranker_checks(RK.load_ranker(cfg, p), va, get_profile(cfg, ranker_design='eval'), n_batches=2)
     assert checks['bn_mode'] == 'eval' and checks['crop'] == 64 and set(checks) >= {'batches hr<bicubic', 'srcc', 'srcc_per_window'}
     assert checks['official pair accuracy (eval mode)'] == checks['pair_accuracy']
@@ -495,7 +533,7 @@ def test_train_ranker_records_the_design_and_ensure_checks_it(tmp_path, photos):
 
 def test_ranker_learns_an_easy_ordering(tmp_path, photos):
     """Sharp HR vs a bicubic reconstruction: a tiny Ranker trained briefly orders held-out windows and batches."""
-    cfg = get_profile('smoke', r_nf=8, rank_levels=('hr', 'bicubic'), label_metric='level', rank_val_frac=0.34,
+    cfg = get_profile('smoke', r_nf=8, rank_levels=('hr', 'bicubic'), label_metric='level_order', rank_val_frac=0.34,
                       rank_max_per_image=6, rank_stride=50, ranker_iters=60, ranker_batch=8, ranker_lr=1e-3,
                       val_every=1000, ckpt_every=1000, device='cpu', ranker_design='eval', ranker_crop=64, batch_size=4)
     m = _methods()
