@@ -183,7 +183,8 @@ def window_table(srs: dict[str, dict[str, np.ndarray]],  # {level: {image name: 
         starts = window_grid(*srs[levels[0]][name].shape[:2], patch, stride)
         if not starts: continue
         d = pd.DataFrame({'image': name, 'y': [y for y, _ in starts], 'x': [x for _, x in starts]})
-        d['sharpness'] = np.asarray(sharpness(crop_windows(srs[levels[0]][name], starts, patch)), dtype=np.float64).reshape(-1)
+        sharp = sharpness(crop_windows(srs[levels[0]][name], starts, patch))
+        d['sharpness'] = np.asarray(sharp, dtype=np.float64).reshape(-1)
         d['textured'] = d.sharpness >= sharpness_threshold(sharp_min_296, patch)
         tex = [s for s, t in zip(starts, d.textured) if t]
         for k, lv in enumerate(levels):
@@ -191,7 +192,8 @@ def window_table(srs: dict[str, dict[str, np.ndarray]],  # {level: {image name: 
                 d[col] = np.nan
                 d.loc[d.textured, col] = label_windows(srs[lv][name], tex, patch, metric, k, sh)
         rows.append(d)
-    if not rows: raise ValueError(f'no image is larger than a {patch}-px window plus one pixel: use a smaller rank_patch or larger images')
+    if not rows: raise ValueError(f'no image is larger than a {patch}-px window plus one pixel: use a smaller '
+                                  'rank_patch or larger images')
     return pd.concat(rows, ignore_index=True)
 
 # %% ../nbs/04_ranker.ipynb #7e03cd1f
@@ -223,28 +225,32 @@ def pair_stats(table: pd.DataFrame, levels: Sequence[str]) -> pd.DataFrame:
     rows = {}
     for a, b in list(zip(levels, levels[1:])) + ([(levels[0], levels[-1])] if len(levels) > 2 else []):
         gap, n = t[f'label_{b}'] - t[f'label_{a}'], max(noise[a], noise[b])
-        rows[f'{a} < {b}'] = {'better on': (gap > 0).mean(), 'median gap': gap.median(), '10th percentile gap': gap.quantile(0.1),
+        rows[f'{a} < {b}'] = {'better on': (gap > 0).mean(), 'median gap': gap.median(),
+                              '10th percentile gap': gap.quantile(0.1),
                               'median gap / noise': gap.median() / n if n > 0 else np.inf}
     return pd.DataFrame(rows).T
 
 # %% ../nbs/04_ranker.ipynb #d1e7ab69
 def admit_levels(table: pd.DataFrame, levels: Sequence[str], k: float) -> tuple[list[str], pd.DataFrame]:
-    "Best first: admit a level if its median label gap to the last admitted one exceeds k x their larger noise (k = 0: all)."
+    "Best first: admit a level if its median label gap to the last admitted one exceeds k x their larger noise."
     t, noise, admitted, rows = labelled(table, levels), label_noise(table, levels), [levels[0]], []
     for lv in levels[1:]:
         ref = admitted[-1]
         gap, need = float((t[f'label_{lv}'] - t[f'label_{ref}']).median()), k * max(noise[lv], noise[ref])
-        rows.append({'level': lv, 'compared with': ref, 'median gap': gap, 'k x noise': need, 'admitted': bool(k == 0 or gap > need)})
+        rows.append({'level': lv, 'compared with': ref, 'median gap': gap, 'k x noise': need,
+                     'admitted': bool(k == 0 or gap > need)})   # k = 0: every level
         if rows[-1]['admitted']: admitted.append(lv)
     if len(admitted) < 2:
-        why = '; '.join(f"{r['level']}: median gap {r['median gap']:.2f} to {r['compared with']}, not above {r['k x noise']:.2f}" for r in rows)
-        raise ValueError(f'rank_noise_k={k:g} admits no level besides {levels[0]!r} ({why}; {len(t)} labelled windows). Use SR '
-                         'methods further apart (rank_levels), a larger rank_patch (less noisy labels), or rank_noise_k=0 (rule off)')
+        why = '; '.join(f"{r['level']}: median gap {r['median gap']:.2f} to {r['compared with']}, "
+                        f"not above {r['k x noise']:.2f}" for r in rows)
+        raise ValueError(f'rank_noise_k={k:g} admits no level besides {levels[0]!r} ({why}; {len(t)} labelled '
+                         'windows). Use SR methods further apart (rank_levels), a larger rank_patch (less noisy '
+                         'labels), or rank_noise_k=0 (rule off)')
     return admitted, pd.DataFrame(rows).set_index('level')
 
 # %% ../nbs/04_ranker.ipynb #059d5d21
 def separated(table: pd.DataFrame, levels: Sequence[str], diff_min: float) -> np.ndarray:
-    "Windows whose labels differ by more than diff_min between every two adjacent levels (NaN fails; diff_min < 0: all)."
+    "Windows whose labels differ by more than diff_min between every two adjacent levels (NaN fails; < 0: all)."
     if diff_min < 0: return np.ones(len(table), dtype=bool)
     L = table[[f'label_{lv}' for lv in levels]].to_numpy(dtype=np.float64)
     return np.all(np.abs(np.diff(L, axis=1)) > diff_min, axis=1)      # NaN > x is False: an undefined label fails
@@ -292,7 +298,7 @@ def select_windows(table: pd.DataFrame, levels: Sequence[str], cfg: Profile,
 # %% ../nbs/04_ranker.ipynb #5e6f63f7
 @dataclass
 class RankData:
-    "Co-located windows of several levels: `items[id] = {level: (path, label)}`, levels best first; `noise`: each level's retest noise."
+    "Co-located windows of several levels: `items[id] = {level: (path, label)}`, levels best first; their noise."
     levels: list[str]
     items: dict[str, dict[str, tuple[Path, float]]] = field(default_factory=dict)
     noise: dict[str, float] = field(default_factory=dict)   # empty when unknown (an official dataset)
@@ -314,7 +320,7 @@ def read_rank_dataset(folder: str | os.PathLike,           # images: per-level s
                       label_file: str | os.PathLike,       # `<file name> <score>` lines
                       levels: Sequence[str] | None = None, # best first; default: manifest.json, else by mean score
                       ) -> RankData:
-    "Read an official-format rank dataset (`<id>_<level>.png` files and a label file); noise from manifest.json if there."
+    "Read an official-format rank dataset (`<id>_<level>.png` files, a label file); noise from its manifest.json."
     folder, label_file = Path(folder), Path(label_file)
     if not label_file.is_file(): raise FileNotFoundError(f'no label file {label_file}')
     files = {p.name: p for p in folder.rglob('*') if p.suffix.lower() in ('.png', '.bmp', '.jpg', '.tif')}
@@ -329,8 +335,8 @@ def read_rank_dataset(folder: str | os.PathLike,           # images: per-level s
         items.setdefault(i, {})[lv] = (files[parts[0]], float(parts[1]))
     if not items: raise ValueError(f'{label_file} has no labels')
     man = json.loads((folder / 'manifest.json').read_text()) if (folder / 'manifest.json').is_file() else {}
-    levels = list(levels or man.get('levels') or sorted({lv for d in items.values() for lv in d},
-                                                         key=lambda lv: np.mean([d[lv][1] for d in items.values() if lv in d])))
+    mean_label = lambda lv: np.mean([d[lv][1] for d in items.values() if lv in d])
+    levels = list(levels or man.get('levels') or sorted({lv for d in items.values() for lv in d}, key=mean_label))
     missing = [i for i, d in items.items() if set(d) != set(levels)]
     if missing: raise ValueError(f'ids without all levels {levels}: {missing[:5]}')
     return RankData(levels, items, {lv: v for lv, v in man.get('noise', {}).items() if lv in levels})
@@ -341,9 +347,10 @@ def write_tuples(out: str | os.PathLike, kept: pd.DataFrame, srs: dict[str, dict
     "Write the kept windows as out/<split>/<level>/<id>_<level>.png and out/<split>_label.txt; {split: RankData}."
     out, split = Path(out), {sp: RankData(list(levels)) for sp in ('train', 'valid')}
     for i, r in enumerate(tqdm(kept.to_dict('records'), desc='rank dataset', leave=False), 1):
+        window = lambda lv: srs[lv][r['image']][r['y']:r['y'] + patch, r['x']:r['x'] + patch]
         split[r['split']].items[str(i)] = {
-            lv: (write_image(out / r['split'] / lv / f'{i}_{lv}.png', srs[lv][r['image']][r['y']:r['y'] + patch, r['x']:r['x'] + patch]),
-                 float(r[f'label_{lv}'])) for lv in levels}
+            lv: (write_image(out / r['split'] / lv / f'{i}_{lv}.png', window(lv)), float(r[f'label_{lv}']))
+            for lv in levels}
     for sp, rank_data in split.items(): write_labels(rank_data, out / f'{sp}_label.txt')
     return split
 
@@ -354,15 +361,17 @@ def write_rank_dataset(cfg: Profile, out: str | os.PathLike, srs: dict[str, dict
     out, levels = Path(out), list(srs)
     admitted, admission = admit_levels(table, levels, cfg.rank_noise_k)
     kept, counts = select_windows(table, admitted, cfg, np.random.default_rng(cfg.seed))
-    if not (kept.split == 'train').any(): raise ValueError(f'no training window passed the filters: {counts.sum().to_dict()}')
+    if not (kept.split == 'train').any():
+        raise ValueError(f'no training window passed the filters: {counts.sum().to_dict()}')
     split, noise = write_tuples(out, kept, srs, admitted, cfg.rank_patch), label_noise(table, levels)
+    selection = {'patch': cfg.rank_patch, 'stride': cfg.rank_stride, 'sharpness_min_296': cfg.rank_sharpness_min,
+                 'sharpness_min': sharpness_threshold(cfg.rank_sharpness_min, cfg.rank_patch),
+                 'label_diff_min': cfg.rank_diff_min, 'max_per_image': cfg.rank_max_per_image}
     man = {'levels': admitted, 'candidate_levels': levels, 'label_metric': cfg.label_metric, 'profile': cfg.name,
-           'label_convention': 'Y channel, 4-pixel shave; higher = worse', 'noise': noise, 'rank_noise_k': cfg.rank_noise_k,
-           'admission': json.loads(admission.to_json(orient='index')),
-           'selection': {'patch': cfg.rank_patch, 'stride': cfg.rank_stride, 'sharpness_min_296': cfg.rank_sharpness_min,
-                         'sharpness_min': sharpness_threshold(cfg.rank_sharpness_min, cfg.rank_patch),
-                         'label_diff_min': cfg.rank_diff_min, 'max_per_image': cfg.rank_max_per_image},
-           'valid_images': sorted(set(kept.image[kept.split == 'valid'])), 'counts': json.loads(counts.to_json(orient='index')),
+           'label_convention': 'Y channel, 4-pixel shave; higher = worse', 'noise': noise,
+           'rank_noise_k': cfg.rank_noise_k, 'admission': json.loads(admission.to_json(orient='index')),
+           'selection': selection, 'valid_images': sorted(set(kept.image[kept.split == 'valid'])),
+           'counts': json.loads(counts.to_json(orient='index')),
            'n_train': len(split['train']), 'n_valid': len(split['valid'])}
     for f in (out / 'manifest.json', out / 'train' / 'manifest.json', out / 'valid' / 'manifest.json'):
         f.parent.mkdir(parents=True, exist_ok=True)
@@ -388,11 +397,12 @@ def ordered(pair, order: str, rng: np.random.Generator):
 def random_box(h: int, w: int, size: int, rng: np.random.Generator) -> tuple[int, int]:
     "(top, left) of a size x size box inside h x w, every position equally likely; an error if it does not fit."
     if min(h, w) < size:
-        raise ValueError(f'a {h}x{w} rank window is smaller than the crop {size} (ranker_crop): use a ranker_crop of at most '
-                         'the window size (rank_patch), or 0 for whole windows')
+        raise ValueError(f'a {h}x{w} rank window is smaller than the crop {size} (ranker_crop): use a ranker_crop '
+                         'of at most the window size (rank_patch), or 0 for whole windows')
     return int(rng.integers(h - size + 1)), int(rng.integers(w - size + 1))
 
-def same_crop(a: torch.Tensor, b: torch.Tensor, size: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def same_crop(a: torch.Tensor, b: torch.Tensor, size: int,
+              rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     "The same random size x size crop of two (3, H, W) images."
     y, x = random_box(min(a.shape[-2], b.shape[-2]), min(a.shape[-1], b.shape[-1]), size, rng)
     return a[..., y:y + size, x:x + size], b[..., y:y + size, x:x + size]
@@ -401,7 +411,8 @@ def same_crop(a: torch.Tensor, b: torch.Tensor, size: int, rng: np.random.Genera
 class CrossPairs:
     "Pairs of windows from two different tuples whose labels differ by more than `margin`, the lower label first."
     def __init__(self, rank_data: RankData, margin: float = 0.0):
-        self.entries = sorted(((i, p, y) for i, d in rank_data.items.items() for p, y in d.values()), key=lambda e: e[2])
+        entries = ((i, p, y) for i, d in rank_data.items.items() for p, y in d.values())
+        self.entries = sorted(entries, key=lambda e: e[2])
         self.labels, self.margin = np.array([e[2] for e in self.entries]), margin
 
     def __call__(self, rng: np.random.Generator, tries: int = 8):
@@ -427,20 +438,22 @@ class RankPairDataset(torch.utils.data.Dataset):
                  cross_margin: float = 0.0):  # whose labels differ by more than this
         if len(rank_data.levels) < 2: raise ValueError('a rank dataset needs at least two levels')
         if order not in PAIR_ORDERS: raise ValueError(f'pair order must be one of {PAIR_ORDERS}, got {order!r}')
-        self.rank_data, self.seed, self.ids, self.order, self.crop, self.cross = rank_data, seed, sorted(rank_data.items, key=_id_key), order, crop, cross
+        self.rank_data, self.seed, self.ids = rank_data, seed, sorted(rank_data.items, key=_id_key)
+        self.order, self.crop, self.cross = order, crop, cross
         lv = rank_data.levels
         self.pairs = [(lv[a], lv[b]) for a in range(len(lv)) for b in range(a + 1, len(lv))]
         if oversample: self.pairs = [self.pairs[0]] * 3 + self.pairs[1:]   # the hard pair (1, 2) x3
         self.cross_pairs = CrossPairs(rank_data, cross_margin) if cross > 0 else None
-        self.cache = {p: read_image(p) for p in rank_data.paths()} if (len(rank_data.paths()) <= 20_000 if preload is None else preload) else None
+        small = len(rank_data.paths()) <= 20_000 if preload is None else preload
+        self.cache = {p: read_image(p) for p in rank_data.paths()} if small else None
 
     def _img(self, p): return img2tensor(self.cache[p] if self.cache is not None else read_image(p))
     def __len__(self): return len(self.ids)
     def __getitem__(self, k: int) -> dict:
         rng = np.random.default_rng([self.seed, int(k)])
         pair = self.cross_pairs(rng) if self.cross_pairs is not None and rng.random() < self.cross else None
-        (p1, y1), (p2, y2) = ordered(pair or colocated_pair(self.rank_data.items[self.ids[int(rng.integers(len(self.ids)))]], self.pairs, rng),
-                                     self.order, rng)
+        item = self.rank_data.items[self.ids[int(rng.integers(len(self.ids)))]]
+        (p1, y1), (p2, y2) = ordered(pair or colocated_pair(item, self.pairs, rng), self.order, rng)
         a, b = self._img(p1), self._img(p2)
         if self.crop: a, b = same_crop(a, b, self.crop, rng)
         return {'img1': a, 'img2': b, 'score1': torch.tensor(y1), 'score2': torch.tensor(y2)}
@@ -448,9 +461,10 @@ class RankPairDataset(torch.utils.data.Dataset):
 # %% ../nbs/04_ranker.ipynb #13a823df
 @contextlib.contextmanager
 def bn_mode(R: nn.Module, mode: str):
-    "Run R with BatchNorm in `mode` ('train': batch statistics; 'eval': running ones), restoring its statistics and mode after."
+    "Run R with BatchNorm in `mode` ('train': batch statistics; 'eval': running ones); its statistics and mode kept."
     if mode not in ('train', 'eval'): raise ValueError(f"BatchNorm mode must be 'train' or 'eval', got {mode!r}")
-    saved, was = {k: v.clone() for k, v in R.state_dict().items() if k.endswith(('running_mean', 'running_var', 'num_batches_tracked'))}, R.training
+    stats = ('running_mean', 'running_var', 'num_batches_tracked')
+    saved, was = {k: v.clone() for k, v in R.state_dict().items() if k.endswith(stats)}, R.training
     R.train(mode == 'train')
     try: yield R
     finally:
@@ -458,9 +472,11 @@ def bn_mode(R: nn.Module, mode: str):
         R.train(was)
 
 # %% ../nbs/04_ranker.ipynb #751e4c97
-def homogeneous_batches(rank_data: RankData, crop: int, batch: int, n_batches: int, seed: int = 0) -> dict[str, torch.Tensor]:
-    "{level: (n_batches, batch, 3, c, c)}: crops of random windows of `rank_data`, the same windows and positions at every level."
-    rng, ids, cache, out = np.random.default_rng(seed), sorted(rank_data.items, key=_id_key), {}, {lv: [] for lv in rank_data.levels}
+def homogeneous_batches(rank_data: RankData, crop: int, batch: int, n_batches: int,
+                        seed: int = 0) -> dict[str, torch.Tensor]:
+    "{level: (n_batches, batch, 3, c, c)}: crops of random windows, the same windows and positions at every level."
+    rng, ids, cache = np.random.default_rng(seed), sorted(rank_data.items, key=_id_key), {}
+    out = {lv: [] for lv in rank_data.levels}
     def img(p):
         if p not in cache: cache[p] = img2tensor(read_image(p))
         return cache[p]
@@ -473,7 +489,8 @@ def homogeneous_batches(rank_data: RankData, crop: int, batch: int, n_batches: i
 
 # %% ../nbs/04_ranker.ipynb #2174b0f5
 @torch.no_grad()
-def batch_means(R: nn.Module, batches_by_level: dict[str, torch.Tensor], mode: str, device='cpu') -> dict[str, np.ndarray]:
+def batch_means(R: nn.Module, batches_by_level: dict[str, torch.Tensor], mode: str,
+                device='cpu') -> dict[str, np.ndarray]:
     "The mean Ranker score of every batch of every level, each batch scored on its own with BatchNorm in `mode`."
     with bn_mode(R, mode):
         return {lv: np.array([R(b.to(device)).float().mean().item() for b in x]) for lv, x in batches_by_level.items()}
@@ -485,7 +502,8 @@ def batch_order(means: dict[str, np.ndarray], levels: Sequence[str]) -> dict[str
 
 # %% ../nbs/04_ranker.ipynb #ba60aaf7
 @torch.no_grad()
-def window_scores(R: nn.Module, rank_data: RankData, mode: str = 'eval', batch: int = 16, device='cpu') -> dict[tuple[str, str], float]:
+def window_scores(R: nn.Module, rank_data: RankData, mode: str = 'eval', batch: int = 16,
+                  device='cpu') -> dict[tuple[str, str], float]:
     "`{(id, level): score}` of every window, each level in batches of `batch` of its own windows, BatchNorm in `mode`."
     ids, out = sorted(rank_data.items, key=_id_key), {}
     with bn_mode(R, mode):
@@ -515,14 +533,15 @@ def rank_metrics(rank_data: RankData, scores: dict[tuple[str, str], float]) -> d
 
 # %% ../nbs/04_ranker.ipynb #930adb26
 def per_window_srcc(rank_data: RankData, scores: dict[tuple[str, str], float]) -> float:
-    "The mean over windows of the Spearman correlation between the levels' scores and labels (windows with ties left out)."
+    "The mean over windows of the Spearman correlation of the levels' scores and labels (windows with ties left out)."
     from scipy.stats import rankdata
     vals = []
     for i, d in rank_data.items.items():
         a = rankdata([scores[i, l] for l in rank_data.levels])
         b = rankdata([d[l][1] for l in rank_data.levels])
         a, b = a - a.mean(), b - b.mean()
-        if (a * a).sum() > 0 and (b * b).sum() > 0: vals.append(float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum())))
+        if (a * a).sum() > 0 and (b * b).sum() > 0:
+            vals.append(float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum())))
     return float(np.mean(vals)) if vals else float('nan')
 
 # %% ../nbs/04_ranker.ipynb #811aa2a4
@@ -531,13 +550,16 @@ def evaluate_ranker(R: nn.Module, rank_data: RankData, device='cpu', mode: str =
     sc = window_scores(R, rank_data, mode, batch, device)
     return rank_metrics(rank_data, sc) | {'srcc_per_window': per_window_srcc(rank_data, sc)}
 
-def ranker_checks(R: nn.Module, rank_data: RankData, cfg: Profile, mode: str | None = None, n_batches: int = 48, device='cpu') -> dict:
-    "The GAN-mode checks (default mode: cfg.ranker_bn): batch order on homogeneous crops, window metrics; official pair accuracy."
+def ranker_checks(R: nn.Module, rank_data: RankData, cfg: Profile, mode: str | None = None, n_batches: int = 48,
+                  device='cpu') -> dict:
+    "The GAN-mode checks (mode: cfg.ranker_bn): batch order on homogeneous crops, window metrics; eval pair accuracy."
     mode = mode or cfg.ranker_bn
     batches_by_level = homogeneous_batches(rank_data, cfg.ranker_crop, cfg.batch_size, n_batches, cfg.seed)
     out = {'bn_mode': mode, 'crop': cfg.ranker_crop or cfg.rank_patch, 'batch': cfg.batch_size, 'n_batches': n_batches}
-    out |= batch_order(batch_means(R, batches_by_level, mode, device), rank_data.levels) | evaluate_ranker(R, rank_data, device, mode, cfg.batch_size)
-    out['official pair accuracy (eval mode)'] = out['pair_accuracy'] if mode == 'eval' else evaluate_ranker(R, rank_data, device)['pair_accuracy']
+    out |= batch_order(batch_means(R, batches_by_level, mode, device), rank_data.levels)
+    out |= evaluate_ranker(R, rank_data, device, mode, cfg.batch_size)
+    official = out if mode == 'eval' else evaluate_ranker(R, rank_data, device)
+    out['official pair accuracy (eval mode)'] = official['pair_accuracy']
     return out
 
 # %% ../nbs/04_ranker.ipynb #fdf49356
@@ -558,8 +580,8 @@ def ranker_pairs(cfg: Profile, rank_data: RankData) -> RankPairDataset:
                            cross_margin=2 * max(rank_data.noise.values(), default=0.0))
 
 # %% ../nbs/04_ranker.ipynb #dd09f59c
-RANKER_META = ('r_nf', 'ranker_iters', 'ranker_batch', 'ranker_lr', 'ranker_margin', 'ranker_clamp', 'ranker_oversample',
-               'ranker_design', 'ranker_crop', 'ranker_cross', 'label_metric', 'seed')   # recorded in its meta
+RANKER_META = ('r_nf', 'ranker_iters', 'ranker_batch', 'ranker_lr', 'ranker_margin', 'ranker_clamp',
+               'ranker_oversample', 'ranker_design', 'ranker_crop', 'ranker_cross', 'label_metric', 'seed')   # in meta
 
 def ranker_recipe(cfg: Profile, rank_train: RankData, rank_valid: RankData | None, stage: str) -> Recipe:
     "The Ranker of the profile's design: margin-ranking steps on its pairs, Adam with weight decay, seeded."
@@ -572,9 +594,10 @@ def ranker_recipe(cfg: Profile, rank_train: RankData, rank_valid: RankData | Non
                        meta=meta)
     held = rank_valid is not None and len(rank_valid)
     by_level = homogeneous_batches(rank_valid, cfg.ranker_crop, cfg.batch_size, 8, cfg.seed) if held else None
-    validate = (lambda: batch_order(batch_means(R, by_level, cfg.ranker_bn, device), rank_valid.levels)) if held else None
+    validate = lambda: batch_order(batch_means(R, by_level, cfg.ranker_bn, device), rank_valid.levels)
     step = lambda m: make_ranker_step(m['R'], opt, device, cfg.ranker_margin, cfg.ranker_clamp)
-    return Recipe(stage, state, step, ranker_pairs(cfg, rank_train), cfg.ranker_batch, cfg.ranker_iters, ('R',), validate)
+    return Recipe(stage, state, step, ranker_pairs(cfg, rank_train), cfg.ranker_batch, cfg.ranker_iters, ('R',),
+                  validate if held else None)
 
 # %% ../nbs/04_ranker.ipynb #eb53d410
 def train_ranker(cfg: Profile, run_dir, rank_train: RankData, rank_valid: RankData | None = None,
@@ -684,8 +707,9 @@ def check_rank_dataset(manifest: Path, cfg: Profile) -> dict:
 
 def read_splits(folder: Path, man: dict) -> tuple[RankData, RankData]:
     "The (train, valid) rank data of a folder that `write_rank_dataset` wrote, as its manifest describes them."
-    return tuple(read_rank_dataset(folder / sp, folder / f'{sp}_label.txt', man['levels']) if man[f'n_{sp}'] else
-                 RankData(man['levels'], noise={lv: man['noise'][lv] for lv in man['levels']}) for sp in ('train', 'valid'))
+    empty = RankData(man['levels'], noise={lv: man['noise'][lv] for lv in man['levels']})
+    return tuple(read_rank_dataset(folder / sp, folder / f'{sp}_label.txt', man['levels']) if man[f'n_{sp}'] else empty
+                 for sp in ('train', 'valid'))
 
 # %% ../nbs/04_ranker.ipynb #17ee391c
 def rank_dataset_stage(name: str = 'rank_dataset', images: dict[str, np.ndarray] | None = None,
@@ -717,8 +741,8 @@ def ensure_ranker(cfg: Profile, run_dir, stage: str | None = None,   # default: 
     base = RANKERS[cfg.ranker_design]
     if stage is None and data_name == 'rank_dataset' and build_level is None: return ensure(base, cfg, run_dir, why)
     name = stage or base.name
-    return ensure(dataclasses.replace(base, name=name, train=ranker_trainer(name, data_name, build_level)), cfg, run_dir,
-                  why)
+    stage = dataclasses.replace(base, name=name, train=ranker_trainer(name, data_name, build_level))
+    return ensure(stage, cfg, run_dir, why)
 
 # %% ../nbs/04_ranker.ipynb #dd5cabdd
 def ensure_test_tuples(cfg: Profile, run_dir, name: str = 'rank_dataset_test',

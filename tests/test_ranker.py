@@ -78,14 +78,15 @@ def test_pair_and_level_stats_by_hand():
     assert ps.loc['a < b', 'better on'] == 0.75 and ps.loc['a < b', 'median gap'] == 1.5        # gaps 1, -1, 2, 2
     # retest changes of a: .2, .2, -.2, 0 -> median .1; |dev| .1, .1, .3, .1 -> .1
     assert ps.loc['a < b', 'median gap / noise'] == pytest.approx(1.5 / 0.14826)
-    assert ps.loc['b < c', 'median gap / noise'] == np.inf                                        # b and c have no noise
+    assert ps.loc['b < c', 'median gap / noise'] == np.inf   # b and c have no noise
     ls = RK.level_stats(t, ['a', 'b', 'c'])
     assert ls.loc['a', 'median label'] == 2.5 and ls.loc['a', 'retest noise'] == pytest.approx(0.14826)
     assert RK.pair_stats(t, ['a', 'b']).index.tolist() == ['a < b']                               # two levels: one row
 
 
 def test_labelled_drops_undefined_windows():
-    t = pd.DataFrame({'label_a': [1., np.nan, 3], 'retest_a': [1., 2, np.nan], 'label_b': [1., 2, 3], 'retest_b': [1., 2, 3]})
+    t = pd.DataFrame({'label_a': [1., np.nan, 3], 'retest_a': [1., 2, np.nan],
+                      'label_b': [1., 2, 3], 'retest_b': [1., 2, 3]})
     assert RK.labelled(t, ['a', 'b']).index.tolist() == [0]
     assert RK.labelled(t, ['b']).index.tolist() == [0, 1, 2]
 
@@ -98,7 +99,7 @@ def test_admission_drops_a_level_inside_the_noise():
     assert admitted == ['hr', 'far']
     assert why.loc['close', 'admitted'] == False and why.loc['far', 'compared with'] == 'hr'     # noqa: E712
     assert why.loc['far', 'median gap'] == pytest.approx(3.0)
-    assert RK.admit_levels(t, ['hr', 'close', 'far'], 0.0)[0] == ['hr', 'close', 'far']          # k = 0: the rule is off
+    assert RK.admit_levels(t, ['hr', 'close', 'far'], 0.0)[0] == ['hr', 'close', 'far']   # k = 0: the rule is off
     assert RK.admit_levels(t, ['hr', 'close', 'far'], 0.3)[0] == ['hr', 'close', 'far']          # 0.1 > 0.3 x ~0.2
 
 
@@ -111,7 +112,8 @@ def test_admission_compares_with_the_last_admitted_level():
 
 def test_fewer_than_two_levels_is_an_error_that_says_what_to_do():
     t = _table(np.random.default_rng(0), gaps=(0.05,), names=('hr', 'close'))
-    with pytest.raises(ValueError, match=r"rank_noise_k=2 admits no level besides 'hr'.*rank_levels.*rank_patch.*rank_noise_k=0"):
+    with pytest.raises(ValueError,
+                       match=r"rank_noise_k=2 admits no level besides 'hr'.*rank_levels.*rank_patch.*rank_noise_k=0"):
         RK.admit_levels(t, ['hr', 'close'], 2.0)
     empty = t.assign(label_close=np.nan)
     with pytest.raises(ValueError, match='0 labelled windows'):
@@ -125,7 +127,8 @@ def test_zero_noise_levels_are_admitted():
 
 
 def test_separated_every_adjacent_pair():
-    t = pd.DataFrame({'label_a': [1., 1, 1, 1, 1], 'label_b': [2., 1.05, 2, np.nan, 0.5], 'label_c': [3., 3, 2.05, 3, 3]})
+    t = pd.DataFrame({'label_a': [1., 1, 1, 1, 1], 'label_b': [2., 1.05, 2, np.nan, 0.5],
+                      'label_c': [3., 3, 2.05, 3, 3]})
     assert list(RK.separated(t, ['a', 'b', 'c'], 0.1)) == [True, False, False, False, True]   # |gap| counts either way
     assert list(RK.separated(t, ['a', 'c'], 0.1)) == [True] * 5
     assert list(RK.separated(t, ['a', 'b', 'c'], -1.0)) == [True] * 5
@@ -235,11 +238,13 @@ def test_build_rank_dataset_with_user_methods(tmp_path, photos):
 def test_build_rank_dataset_drops_a_level_niqe_cannot_separate(tmp_path, photos):
     m = _methods()
     methods = {'hr': m['hr'], 'hr_again': m['hr'], 'bicubic': m['bicubic']}   # 'hr_again' is 'hr' itself: gap 0
-    cfg = get_profile('smoke', rank_noise_k=2.0, rank_diff_min=0.0, rank_val_frac=0.0, rank_levels=('hr', 'srgan', 'bicubic'))
+    cfg = get_profile('smoke', rank_noise_k=2.0, rank_diff_min=0.0, rank_val_frac=0.0,
+                      rank_levels=('hr', 'srgan', 'bicubic'))
     tr, _ = RK.build_rank_dataset(cfg, tmp_path, photos, methods)
     man = json.loads((tmp_path / 'rank_dataset' / 'manifest.json').read_text())
     assert tr.levels == man['levels'] == ['hr', 'bicubic'] and man['admission']['hr_again']['admitted'] is False
-    assert (tmp_path / 'rank_dataset' / 'train' / 'bicubic').is_dir() and not (tmp_path / 'rank_dataset' / 'train' / 'hr_again').exists()
+    out = tmp_path / 'rank_dataset' / 'train'
+    assert (out / 'bicubic').is_dir() and not (out / 'hr_again').exists()
 
 
 def test_build_rank_dataset_with_one_separable_level_fails(tmp_path, photos):
@@ -293,7 +298,8 @@ def test_test_tuples_come_from_the_test_photographs(tmp_path, photos):
     cfg = get_profile('smoke', test_data=str(test_dir), rank_patch=200, rank_stride=100, rank_max_per_image=3,
                       rank_sharpness_min=0, rank_diff_min=0.0, rank_val_frac=0.3, rank_levels=('hr', 'bicubic'))
     # a training image of the same name, whose SR outputs are cached first, must not stand in for the test image
-    RK.build_rank_dataset(cfg, tmp_path / 'run', {'rocket_test': photos['coffee']}, out_dir=tmp_path / 'run' / 'train_rd')
+    RK.build_rank_dataset(cfg, tmp_path / 'run', {'rocket_test': photos['coffee']},
+                          out_dir=tmp_path / 'run' / 'train_rd')
     te = RK.ensure_test_tuples(cfg, tmp_path / 'run')
     cached = read_image(tmp_path / 'run' / 'rank_dataset' / 'sr' / 'hr' / 'test_rocket_test.png')
     want = photos['rocket'][:424]                            # the HR level is the photograph cropped to a multiple of 4
@@ -335,8 +341,9 @@ def test_ensure_levels_trains_missing_levels_only(tmp_path, capsys):
 
 def _flat_levels(tmp_path, n=4, size=48, levels='abc'):
     "Level k of every tuple is a flat image of grey 40 k; its label is 10 k + the tuple id."
-    return RK.RankData(list(levels), {str(i): {lv: (write_image(tmp_path / f'{i}_{lv}.png', np.full((size, size, 3), 40 * k, np.uint8)),
-                                                     10.0 * k + i) for k, lv in enumerate(levels)} for i in range(n)})
+    flat = lambda i, k, lv: write_image(tmp_path / f'{i}_{lv}.png', np.full((size, size, 3), 40 * k, np.uint8))
+    return RK.RankData(list(levels), {str(i): {lv: (flat(i, k, lv), 10.0 * k + i) for k, lv in enumerate(levels)}
+                                      for i in range(n)})
 
 
 def _level(x): return round(float(x.mean()) * 255 / 40)
@@ -347,7 +354,7 @@ def test_pair_order_fixed_vs_random(tmp_path):
     fixed, rand = RK.RankPairDataset(rd, seed=3), RK.RankPairDataset(rd, seed=3, order='random')
     assert all(_level(fixed[k]['img1']) < _level(fixed[k]['img2']) for k in range(200))           # better level first
     firsts = [_level(rand[k]['img1']) < _level(rand[k]['img2']) for k in range(200)]
-    assert 0.35 < np.mean(firsts) < 0.65                                                            # either, about half each
+    assert 0.35 < np.mean(firsts) < 0.65   # either, about half each
     seen = {(_level(fixed[k]['img1']), _level(fixed[k]['img2'])) for k in range(200)}
     assert seen == {(0, 1), (0, 2), (1, 2)}                                                         # all three pairs
     a, b = rand[7], rand[7]
@@ -371,7 +378,7 @@ def test_fixed_order_follows_the_levels_not_the_labels(tmp_path):
 def test_crops_same_place_borders_and_too_small():
     rng = np.random.default_rng(0)
     assert {RK.random_box(10, 12, 4, rng) for _ in range(3000)} == {(y, x) for y in range(7) for x in range(9)}
-    assert {RK.random_box(5, 5, 5, rng) for _ in range(10)} == {(0, 0)}                            # crop = window: one place
+    assert {RK.random_box(5, 5, 5, rng) for _ in range(10)} == {(0, 0)}   # crop = window: one place
     a = torch.arange(3 * 10 * 12.).view(3, 10, 12)
     c1, c2 = RK.same_crop(a, -a, 4, rng)
     assert c1.shape == (3, 4, 4) and torch.equal(c2, -c1)
@@ -391,7 +398,7 @@ def test_cross_pairs_margin_and_no_partner(tmp_path):
     rd = RK.RankData(['a', 'b'], {str(i): {'a': (f'{i}a', float(i)), 'b': (f'{i}b', i + 0.5)} for i in range(6)})
     cp, rng = RK.CrossPairs(rd, margin=1.0), np.random.default_rng(0)
     pairs = [cp(rng) for _ in range(500)]
-    assert all(p is not None and p[1][1] - p[0][1] > 1.0 for p in pairs)     # strictly more than the margin, lower first
+    assert all(p is not None and p[1][1] - p[0][1] > 1.0 for p in pairs)   # more than the margin, lower first
     assert all(p[0][0][0] != p[1][0][0] for p in pairs)                     # two different tuples
     assert len({(p[0][0], p[1][0]) for p in pairs}) > 20                    # many different pairs
     assert RK.CrossPairs(rd, margin=6.0)(rng) is None                       # labels span 5.5: no partner
@@ -425,7 +432,7 @@ def test_margin_loss_and_metrics():
 def test_per_window_srcc_by_hand():
     rd = RK.RankData(['a', 'b', 'c'], {'1': {'a': ('x', 1.0), 'b': ('x', 2.0), 'c': ('x', 3.0)},
                                        '2': {'a': ('x', 1.0), 'b': ('x', 2.0), 'c': ('x', 3.0)},
-                                       '3': {'a': ('x', 1.0), 'b': ('x', 1.0), 'c': ('x', 1.0)}})   # tied labels: left out
+                                       '3': {'a': ('x', 1.0), 'b': ('x', 1.0), 'c': ('x', 1.0)}})   # tied: out
     sc = {('1', 'a'): 0., ('1', 'b'): 1., ('1', 'c'): 2., ('2', 'a'): 2., ('2', 'b'): 0., ('2', 'c'): 1.,
           ('3', 'a'): 0., ('3', 'b'): 1., ('3', 'c'): 2.}
     # window 1: rho = 1; window 2: ranks (3, 1, 2) vs (1, 2, 3): d = 2, -1, -1 -> 1 - 6*6/24 = -0.5
@@ -469,8 +476,9 @@ def test_train_mode_scores_depend_on_the_batch_eval_mode_scores_do_not():
 
 def test_homogeneous_batches_same_windows_and_positions(tmp_path):
     img = np.random.default_rng(0).integers(0, 256, (80, 96, 3), dtype=np.uint8)
-    rd = RK.RankData(['a', 'b'], {str(i): {'a': (write_image(tmp_path / f'{i}_a.png', np.roll(img, i, 0)), 0.),
-                                           'b': (write_image(tmp_path / f'{i}_b.png', 255 - np.roll(img, i, 0)), 1.)} for i in range(3)})
+    png = lambda i, name, im: write_image(tmp_path / f'{i}_{name}.png', im)
+    rd = RK.RankData(['a', 'b'], {str(i): {'a': (png(i, 'a', np.roll(img, i, 0)), 0.),
+                                           'b': (png(i, 'b', 255 - np.roll(img, i, 0)), 1.)} for i in range(3)})
     hb = RK.homogeneous_batches(rd, 32, 4, 5, seed=1)
     assert hb['a'].shape == (5, 4, 3, 32, 32) and torch.allclose(hb['b'], 1 - hb['a'], atol=1e-6)
     assert torch.equal(RK.homogeneous_batches(rd, 32, 4, 5, seed=1)['a'], hb['a'])             # seeded
@@ -504,8 +512,9 @@ def test_ranker_pairs_follow_the_design(tmp_path):
     rd = _flat_levels(tmp_path)
     rd.noise = {'a': 0.5, 'b': 2.0, 'c': 1.0}
     ds = RK.ranker_pairs(get_profile('smoke', ranker_design='eval', ranker_crop=32, ranker_cross=0.25), rd)
-    assert (ds.order, ds.crop, ds.cross, ds.cross_pairs.margin) == ('random', 32, 0.25, 4.0)   # margin: 2 x the largest noise
-    assert RK.ranker_pairs(get_profile('smoke'), rd).order == 'fixed' and RK.ranker_pairs(get_profile('smoke'), rd).cross_pairs is None
+    assert (ds.order, ds.crop, ds.cross, ds.cross_pairs.margin) == ('random', 32, 0.25, 4.0)   # 2 x largest noise
+    assert RK.ranker_pairs(get_profile('smoke'), rd).order == 'fixed'
+    assert RK.ranker_pairs(get_profile('smoke'), rd).cross_pairs is None
 
 
 def test_train_ranker_records_the_design_and_ensure_checks_it(tmp_path, photos):
@@ -525,7 +534,8 @@ def test_train_ranker_records_the_design_and_ensure_checks_it(tmp_path, photos):
     assert RK.ensure(RK.RANKERS['eval'], cfg, tmp_path) == p                 # RANKERS['eval'] is that Ranker's stage
     assert not (tmp_path / 'ranker_official').exists()
     checks = RK.ranker_checks(RK.load_ranker(cfg, p), va, get_profile(cfg, ranker_design='eval'), n_batches=2)
-    assert checks['bn_mode'] == 'eval' and checks['crop'] == 64 and set(checks) >= {'batches hr<bicubic', 'srcc', 'srcc_per_window'}
+    assert checks['bn_mode'] == 'eval' and checks['crop'] == 64
+    assert set(checks) >= {'batches hr<bicubic', 'srcc', 'srcc_per_window'}
     assert checks['official pair accuracy (eval mode)'] == checks['pair_accuracy']
     out = json.loads(RK.write_checks(tmp_path, 'ranker_eval', checks).read_text())
     assert out['srcc'] == pytest.approx(checks['srcc'], nan_ok=True)
