@@ -20,11 +20,12 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from .checks import verdict
 from .config import LEVEL_ORDER, Profile, get_profile
-from .data import (TestImageDataset, bicubic_degrade, bicubic_upsample, file_stamp, img2tensor, modcrop,
-                               profile_images, read_image, scene_of, stamped_folder, tensor2img, write_image)
+from .data import (TestImageDataset, bicubic_degrade, bicubic_upsample, file_stamp, img2tensor, imresize,
+                               modcrop, profile_images, read_image, scene_of, stamped_folder, tensor2img, write_image)
 from .method import RankContentLoss, make_ranker_step
-from .metrics import get_metric, orient, sharpness
+from .metrics import get_metric, niqe_diff, orient, sharpness
 from .models import Ranker, load_generator, load_official, prepare_model, super_resolve
 from .stages import Stage, ensure, final_path, load_checkpoint, load_final, stage_meta
 from .train import (SRGAN, SRRESNET, Recipe, TrainState, multistep, pick_device, seed_everything,
@@ -40,9 +41,9 @@ __all__ = ['SRGAN_PLUS', 'LEVEL_STAGES', 'PAIR_ORDERS', 'PAIR_ORDER', 'RANKER_ME
            'same_crop', 'CrossPairs', 'RankPairDataset', 'bn_mode', 'homogeneous_batches', 'batch_means', 'batch_order',
            'window_scores', 'rank_metrics', 'per_window_srcc', 'evaluate_ranker', 'ranker_checks', 'write_checks',
            'ranker_pairs', 'ranker_recipe', 'train_ranker', 'ranker_trainer', 'load_ranker', 'probe_crops',
-           'refine_pixels', 'pixel_probe', 'build_rank_dataset', 'check_rank_dataset', 'read_splits',
-           'rank_dataset_stage', 'ensure_rank_dataset', 'ensure_ranker', 'ensure_test_tuples', 'margin_rank_loss',
-           'make_ranker_step']
+           'refine_pixels', 'pixel_probe', 'lr_content', 'lr_probe', 'gate_arms', 'gate_summary', 'gate_verdict',
+           'build_rank_dataset', 'check_rank_dataset', 'read_splits', 'rank_dataset_stage', 'ensure_rank_dataset',
+           'ensure_ranker', 'ensure_test_tuples', 'margin_rank_loss', 'make_ranker_step']
 
 # %% ../nbs/04_ranker.ipynb #df2557cb
 def train_srgan_plus(cfg: Profile, run_dir) -> Path:
@@ -645,13 +646,14 @@ def probe_crops(sets: dict[str, TestImageDataset],  # test sets (data.test_sets)
 def refine_pixels(x0: torch.Tensor, hr: torch.Tensor,   # (B, 3, H, W) in [0, 1]: the start and the content target
                   steps: int, lr: float,                # Adam steps and learning rate
                   rank_term: Callable[[torch.Tensor], torch.Tensor] | None = None,  # x -> weighted rank loss
+                  content: Callable[[torch.Tensor], torch.Tensor] | None = None,    # x -> content; default L1 to hr
                   ) -> torch.Tensor:
     "Adam on the pixels: min_x sum_i mean|x_i - hr_i| (+ rank_term(x)), clamped to [0, 1] after each step."
     x = x0.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([x], lr=lr)
     for _ in range(steps):
         opt.zero_grad(set_to_none=True)
-        loss = (x - hr).abs().mean(dim=(1, 2, 3)).sum()         # content: L1 to HR, per image
+        loss = content(x) if content else (x - hr).abs().mean(dim=(1, 2, 3)).sum()   # content: L1 to HR, per image
         if rank_term is not None: loss = loss + rank_term(x)    # + w sum_i sigmoid(R(x_i) - g)
         loss.backward()
         opt.step()
@@ -681,6 +683,57 @@ def pixel_probe(G: nn.Module, R: nn.Module, crops: dict[str, np.ndarray],  # gen
         rows += [{'image': n, **{f'{m}_{k}': q[k][j][mi] for k in q for mi, m in enumerate(('niqe', 'psnr'))}}
                  for j, n in enumerate(names[i:i + batch])]
     return pd.DataFrame(rows).set_index('image')
+
+# %% ../nbs/04_ranker.ipynb #9d88db0c
+def lr_content(x: torch.Tensor, lr: torch.Tensor,   # (B, 3, s H, s W) being optimised; (B, 3, H, W) LR input
+               scale: int = 4) -> torch.Tensor:
+    "sum_i mean|imresize(x_i, 1/scale) - lr_i|: the content term anchored to the LR input (differentiable in x)."
+    return (imresize(x, 1 / scale) - lr).abs().mean(dim=(1, 2, 3)).sum()
+
+# %% ../nbs/04_ranker.ipynb #9ab21a6c
+def lr_probe(G: nn.Module, crops: dict[str, np.ndarray],  # generator (the start), {name: uint8 HR crop}
+             arms: dict[str, Callable[[torch.Tensor], torch.Tensor]],  # {arm: x -> weighted rank term}
+             steps: int = 40, lr: float = 3e-3, scale: int = 4, batch: int = 8, device='cpu') -> pd.DataFrame:
+    "Per crop: NIQE and PSNR-Y of G's output, after the LR-anchored content term alone, and with each arm's term."
+    G, names, rows = G.to(device), list(crops), []
+    for i in range(0, len(names), batch):
+        hrs = [modcrop(crops[n], scale) for n in names[i:i + batch]]
+        lr_in = torch.stack([img2tensor(bicubic_degrade(h, scale)) for h in hrs]).to(device)
+        with torch.no_grad(): x0 = G(lr_in).clamp(0, 1)
+        content = lambda x: lr_content(x, lr_in, scale)
+        terms = {'content': None} | arms
+        runs = {'start': x0} | {k: refine_pixels(x0, lr_in, steps, lr, t, content) for k, t in terms.items()}
+        q = {k: _quality(x, hrs, scale) for k, x in runs.items()}
+        rows += [{'image': n, **{f'{m}_{k}': q[k][j][mi] for k in q for mi, m in enumerate(('niqe', 'psnr'))}}
+                 for j, n in enumerate(names[i:i + batch])]
+    return pd.DataFrame(rows).set_index('image')
+
+# %% ../nbs/04_ranker.ipynb #224b8c33
+def gate_arms(R: nn.Module, w_rank: float = 0.1, w_niqe: float = 0.1, bias: float = 0.0,
+              bn_mode: str = 'train') -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    "The gate's arms: 'ranker' (the rank-content loss of R) and 'niqe_diff' (the positive control, not the paper's)."
+    niqe_term = lambda x: w_niqe * torch.sigmoid((niqe_diff(x) - 6.0) / 2.0).sum().float()
+    return {'ranker': RankContentLoss(R, w_rank, bias, 'sum', bn_mode), 'niqe_diff': niqe_term}
+
+# %% ../nbs/04_ranker.ipynb #2d093938
+def gate_summary(table: pd.DataFrame, arm: str = 'ranker') -> dict[str, float]:
+    "Mean NIQE and PSNR-Y change of `arm` against the content arm over the crops of a probe table (< 0: lower)."
+    return {'d_niqe': float((table[f'niqe_{arm}'] - table.niqe_content).mean()),
+            'd_psnr': float((table[f'psnr_{arm}'] - table.psnr_content).mean()), 'n': len(table)}
+
+def gate_verdict(from_srresnet: pd.DataFrame, from_srgan: pd.DataFrame, judged: bool = True,
+                 min_drop: float = 1.0, max_cost: float = 0.5) -> tuple[bool, str]:
+    "(passed, the PASS/FAIL line): NIQE -min_drop at <= max_cost dB from SRResNet, and not raised from SRGAN."
+    a, b = gate_summary(from_srresnet), gate_summary(from_srgan)
+    passed = a['d_niqe'] <= -min_drop and -a['d_psnr'] <= max_cost and b['d_niqe'] <= 0
+    line = (f"(c) gate, LR-anchored, Ranker arm against the content arm: from SRResNet NIQE {a['d_niqe']:+.2f} "
+            f"(<= -{min_drop:g}) at {a['d_psnr']:+.2f} dB (cost <= {max_cost:g} dB); from SRGAN NIQE "
+            f"{b['d_niqe']:+.2f} (<= 0); {a['n']} crops")
+    if 'niqe_niqe_diff' in from_srresnet:   # the positive control, beside the verdict
+        c, d = gate_summary(from_srresnet, 'niqe_diff'), gate_summary(from_srgan, 'niqe_diff')
+        line += (f"; niqe_diff arm (positive control, not the paper's method): NIQE {c['d_niqe']:+.2f} at "
+                 f"{c['d_psnr']:+.2f} dB from SRResNet, {d['d_niqe']:+.2f} from SRGAN")
+    return passed, verdict(passed, line, judged)
 
 # %% ../nbs/04_ranker.ipynb #10f91164
 def build_rank_dataset(cfg: Profile, run_dir, images: dict[str, np.ndarray] | None = None,

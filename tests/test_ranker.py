@@ -553,3 +553,46 @@ def test_ranker_learns_an_easy_ordering(tmp_path, photos):
     assert res['pair_accuracy'] >= 0.9, res
     checks = RK.ranker_checks(R, va, cfg, n_batches=8)
     assert checks['batches hr<bicubic'] >= 0.9, checks
+
+
+# ---------------------------------------------------------------- the fair gate (issue 25, item 4)
+
+def test_lr_content_is_the_l1_of_the_bicubic_downscale_to_the_input():
+    from ranksrgan_nb.data import bicubic_degrade, img2tensor
+    hr = np.random.default_rng(0).integers(0, 256, (2, 48, 40, 3), dtype=np.uint8)
+    lr = torch.stack([img2tensor(bicubic_degrade(h, 4)) for h in hr])
+    x = torch.stack([img2tensor(h) for h in hr])
+    assert RK.lr_content(x, lr) <= 2 * 0.5 / 255 + 1e-6          # the HR that made the LR: only 8-bit rounding left
+    shifted = (x + 0.1).clamp(0, 1)                                 # a brightness shift survives the downscale
+    by_hand = sum(np.abs(imresize(shifted[i].permute(1, 2, 0).numpy().astype(np.float64), 1 / 4)
+                         - lr[i].permute(1, 2, 0).numpy()).mean() for i in range(2))
+    assert RK.lr_content(shifted, lr).item() == pytest.approx(by_hand, rel=1e-5)
+    y = x.clone().requires_grad_()
+    RK.lr_content(y, torch.zeros_like(lr)).backward()
+    assert y.grad is not None and (y.grad != 0).float().mean() > 0.9   # every pixel feeds some LR pixel
+
+
+def _gate_table(d_niqe, d_psnr, arm='ranker'):
+    return pd.DataFrame({'niqe_content': [5.0, 6.0], 'psnr_content': [30.0, 28.0],
+                         f'niqe_{arm}': [5.0 + d_niqe, 6.0 + d_niqe], f'psnr_{arm}': [30.0 + d_psnr, 28.0 + d_psnr]})
+
+
+@pytest.mark.parametrize('srresnet, srgan, passed', [
+    ((-1.0, -0.5), (0.0, 0.0), True),        # exactly at both limits
+    ((-2.0, 0.25), (-0.5, 0.0), True),
+    ((-0.75, -0.25), (-0.5, 0.0), False),    # NIQE lowered by less than 1.0
+    ((-2.0, -0.75), (-0.5, 0.0), False),     # more than 0.5 dB lost
+    ((-2.0, -0.25), (0.25, 0.0), False),     # NIQE raised from the SRGAN start
+])
+def test_gate_verdict_rule(srresnet, srgan, passed):
+    ok, line = RK.gate_verdict(_gate_table(*srresnet), _gate_table(*srgan))
+    assert ok is passed and line.startswith('PASS' if passed else 'FAIL')
+    assert f'{srresnet[0]:+.2f}' in line and RK.gate_verdict(_gate_table(*srresnet), _gate_table(*srgan), False)[1] \
+        .startswith('(smoke: not judged)')
+
+
+def test_gate_verdict_prints_the_positive_control():
+    control = _gate_table(-3.0, -0.5, 'niqe_diff')[['niqe_niqe_diff', 'psnr_niqe_diff']]
+    a = pd.concat([_gate_table(-2.0, -0.25), control], axis=1)
+    ok, line = RK.gate_verdict(a, a)
+    assert ok and "niqe_diff arm (positive control, not the paper's method): NIQE -3.00 at -0.50 dB" in line
