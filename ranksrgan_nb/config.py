@@ -15,8 +15,8 @@ from .checks import check_device, check_types, coerce, did_you_mean
 from .datasets import DATASET_ALIASES, DATASETS
 
 # %% auto #0
-__all__ = ['PROFILES', 'CHOICES', 'STAGES', 'MULTI_PREFIX', 'SEED_TAG', 'KNOWN_METRICS', 'Profile', 'seed_stage', 'split_seed',
-           'stage_label', 'get_profile', 'seed_profile', 'project_root', 'resolve_dirs', 'check_device']
+__all__ = ['PROFILES', 'CHOICES', 'STAGES', 'MULTI_PREFIX', 'SEED_TAG', 'KNOWN_METRICS', 'LEVEL_ORDER', 'Profile', 'seed_stage',
+           'split_seed', 'stage_label', 'get_profile', 'seed_profile', 'project_root', 'resolve_dirs', 'check_device']
 
 # %% ../nbs/00a_config.ipynb #ecd15857
 @dataclass(frozen=True)
@@ -220,6 +220,7 @@ def stage_label(stage: str) -> str:
 # %% ../nbs/00a_config.ipynb #9a4c25d3
 KNOWN_METRICS = {'niqe', 'psnr', 'ssim', 'delta_e', 'psnr_rgb', 'grid'}   # 01's registry; register_metric adds to it
 _LEVELS = ('hr', 'bicubic', *STAGES)       # level names 04 knows without a checkpoint path
+LEVEL_ORDER = ('level_order', 'level')    # the label metric of method-ordered labels (06); 'level': its old name
 
 # %% ../nbs/00a_config.ipynb #fb7c0612
 def _check_data_names(p: Profile) -> None:
@@ -238,8 +239,8 @@ def _check_data_names(p: Profile) -> None:
 def _check_names(p: Profile) -> Profile:
     "Check the settings that name things: device, label metric, rank levels, data sets or folders, VGG19 weights."
     if p.device != 'auto': check_device(p.device)
-    if p.label_metric not in (*KNOWN_METRICS, 'level'):
-        raise did_you_mean('label_metric', p.label_metric, [*KNOWN_METRICS, 'level'])
+    if p.label_metric not in (*KNOWN_METRICS, *LEVEL_ORDER):
+        raise did_you_mean('label_metric', p.label_metric, [*KNOWN_METRICS, LEVEL_ORDER[0]])
     for lv in p.rank_levels:
         if (lv not in _LEVELS and not Path(lv).expanduser().is_file()
                 and difflib.get_close_matches(lv, _LEVELS, 1, 0.75)):

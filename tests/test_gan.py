@@ -122,19 +122,6 @@ def test_gan_interrupted_and_resumed_is_bitwise_identical(cfg, tmp_path):
     assert not torch.equal(_weights(full)['G']['conv_first.weight'], _weights(other)['G']['conv_first.weight'])
 
 
-def test_level_builder_trains_missing_levels_only(cfg, tmp_path):
-    from ranksrgan_nb import ranker as RK
-    build = GN.level_builder(cfg, tmp_path)
-    with pytest.raises(FileNotFoundError, match="05_train_gan 'srgan'"):
-        RK.level_checkpoint(tmp_path, 'srgan')                      # no build_level: a missing stage is an error
-    p = RK.level_checkpoint(tmp_path, 'srgan', build)               # trains SRResNet, then SRGAN
-    assert p == T.final_path(tmp_path, 'srgan') and T.final_path(tmp_path, 'srresnet').exists()
-    assert RK.level_checkpoint(tmp_path, 'srgan') == p              # finished: found without building
-    assert RK.level_checkpoint(tmp_path, str(p)) == p               # a checkpoint path is a level too
-    with pytest.raises(ValueError, match='can train'):
-        build('bicubic_x')
-
-
 # ------------------------------------------------------------------ the loss functions, one by one
 def test_discriminator_losses_by_hand():
     torch.manual_seed(0)

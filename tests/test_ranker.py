@@ -46,7 +46,7 @@ def test_label_windows_nan_for_flat_and_level_labels():
     img[:, 210:] = np.random.default_rng(1).integers(0, 256, (210, 210, 3))
     v = RK.label_windows(img, [(0, 0), (0, 210)], 200)
     assert np.isnan(v[0]) and v[1] == pytest.approx(niqe(img[:200, 210:410], crop_border=4, color='y'), abs=1e-6)
-    assert list(RK.label_windows(img, [(0, 0), (0, 210)], 200, 'level', level_index=1)) == [1.0, 1.0]
+    assert list(RK.label_windows(img, [(0, 0), (0, 210)], 200, 'level_order', level_index=1)) == [1.0, 1.0]
     assert len(RK.label_windows(img, [], 200)) == 0
 
 
@@ -78,14 +78,15 @@ def test_pair_and_level_stats_by_hand():
     assert ps.loc['a < b', 'better on'] == 0.75 and ps.loc['a < b', 'median gap'] == 1.5        # gaps 1, -1, 2, 2
     # retest changes of a: .2, .2, -.2, 0 -> median .1; |dev| .1, .1, .3, .1 -> .1
     assert ps.loc['a < b', 'median gap / noise'] == pytest.approx(1.5 / 0.14826)
-    assert ps.loc['b < c', 'median gap / noise'] == np.inf                                        # b and c have no noise
+    assert ps.loc['b < c', 'median gap / noise'] == np.inf   # b and c have no noise
     ls = RK.level_stats(t, ['a', 'b', 'c'])
     assert ls.loc['a', 'median label'] == 2.5 and ls.loc['a', 'retest noise'] == pytest.approx(0.14826)
     assert RK.pair_stats(t, ['a', 'b']).index.tolist() == ['a < b']                               # two levels: one row
 
 
 def test_labelled_drops_undefined_windows():
-    t = pd.DataFrame({'label_a': [1., np.nan, 3], 'retest_a': [1., 2, np.nan], 'label_b': [1., 2, 3], 'retest_b': [1., 2, 3]})
+    t = pd.DataFrame({'label_a': [1., np.nan, 3], 'retest_a': [1., 2, np.nan],
+                      'label_b': [1., 2, 3], 'retest_b': [1., 2, 3]})
     assert RK.labelled(t, ['a', 'b']).index.tolist() == [0]
     assert RK.labelled(t, ['b']).index.tolist() == [0, 1, 2]
 
@@ -98,7 +99,7 @@ def test_admission_drops_a_level_inside_the_noise():
     assert admitted == ['hr', 'far']
     assert why.loc['close', 'admitted'] == False and why.loc['far', 'compared with'] == 'hr'     # noqa: E712
     assert why.loc['far', 'median gap'] == pytest.approx(3.0)
-    assert RK.admit_levels(t, ['hr', 'close', 'far'], 0.0)[0] == ['hr', 'close', 'far']          # k = 0: the rule is off
+    assert RK.admit_levels(t, ['hr', 'close', 'far'], 0.0)[0] == ['hr', 'close', 'far']   # k = 0: the rule is off
     assert RK.admit_levels(t, ['hr', 'close', 'far'], 0.3)[0] == ['hr', 'close', 'far']          # 0.1 > 0.3 x ~0.2
 
 
@@ -111,7 +112,8 @@ def test_admission_compares_with_the_last_admitted_level():
 
 def test_fewer_than_two_levels_is_an_error_that_says_what_to_do():
     t = _table(np.random.default_rng(0), gaps=(0.05,), names=('hr', 'close'))
-    with pytest.raises(ValueError, match=r"rank_noise_k=2 admits no level besides 'hr'.*rank_levels.*rank_patch.*rank_noise_k=0"):
+    with pytest.raises(ValueError,
+                       match=r"rank_noise_k=2 admits no level besides 'hr'.*rank_levels.*rank_patch.*rank_noise_k=0"):
         RK.admit_levels(t, ['hr', 'close'], 2.0)
     empty = t.assign(label_close=np.nan)
     with pytest.raises(ValueError, match='0 labelled windows'):
@@ -119,13 +121,14 @@ def test_fewer_than_two_levels_is_an_error_that_says_what_to_do():
 
 
 def test_zero_noise_levels_are_admitted():
-    # method-ordered labels ('level' metric): no noise at all, a gap of 1 between levels
+    # method-ordered labels ('level_order' metric): no noise at all, a gap of 1 between levels
     t = pd.DataFrame({f'{c}_{lv}': [float(k)] * 5 for k, lv in enumerate('abc') for c in ('label', 'retest')})
     assert RK.admit_levels(t, list('abc'), 2.0)[0] == list('abc')
 
 
 def test_separated_every_adjacent_pair():
-    t = pd.DataFrame({'label_a': [1., 1, 1, 1, 1], 'label_b': [2., 1.05, 2, np.nan, 0.5], 'label_c': [3., 3, 2.05, 3, 3]})
+    t = pd.DataFrame({'label_a': [1., 1, 1, 1, 1], 'label_b': [2., 1.05, 2, np.nan, 0.5],
+                      'label_c': [3., 3, 2.05, 3, 3]})
     assert list(RK.separated(t, ['a', 'b', 'c'], 0.1)) == [True, False, False, False, True]   # |gap| counts either way
     assert list(RK.separated(t, ['a', 'c'], 0.1)) == [True] * 5
     assert list(RK.separated(t, ['a', 'b', 'c'], -1.0)) == [True] * 5
@@ -235,11 +238,13 @@ def test_build_rank_dataset_with_user_methods(tmp_path, photos):
 def test_build_rank_dataset_drops_a_level_niqe_cannot_separate(tmp_path, photos):
     m = _methods()
     methods = {'hr': m['hr'], 'hr_again': m['hr'], 'bicubic': m['bicubic']}   # 'hr_again' is 'hr' itself: gap 0
-    cfg = get_profile('smoke', rank_noise_k=2.0, rank_diff_min=0.0, rank_val_frac=0.0, rank_levels=('hr', 'srgan', 'bicubic'))
+    cfg = get_profile('smoke', rank_noise_k=2.0, rank_diff_min=0.0, rank_val_frac=0.0,
+                      rank_levels=('hr', 'srgan', 'bicubic'))
     tr, _ = RK.build_rank_dataset(cfg, tmp_path, photos, methods)
     man = json.loads((tmp_path / 'rank_dataset' / 'manifest.json').read_text())
     assert tr.levels == man['levels'] == ['hr', 'bicubic'] and man['admission']['hr_again']['admitted'] is False
-    assert (tmp_path / 'rank_dataset' / 'train' / 'bicubic').is_dir() and not (tmp_path / 'rank_dataset' / 'train' / 'hr_again').exists()
+    out = tmp_path / 'rank_dataset' / 'train'
+    assert (out / 'bicubic').is_dir() and not (out / 'hr_again').exists()
 
 
 def test_build_rank_dataset_with_one_separable_level_fails(tmp_path, photos):
@@ -258,12 +263,22 @@ def test_build_rank_dataset_nothing_passes(tmp_path, photos):
         RK.build_rank_dataset(cfg, tmp_path / 'b', {'coffee': photos['coffee']}, _methods())
 
 
-def test_level_labels(tmp_path, photos):
-    cfg = get_profile('smoke', label_metric='level', rank_levels=('hr', 'noisy', 'bicubic'), rank_val_frac=0.0, rank_noise_k=2.0)
+@pytest.mark.parametrize('metric', ['level_order', 'level'])   # 'level': the old name, still accepted
+def test_level_order_labels(tmp_path, photos, metric):
+    cfg = get_profile('smoke', label_metric=metric, rank_levels=('hr', 'noisy', 'bicubic'), rank_val_frac=0.0,
+                      rank_noise_k=2.0)
     tr, va = RK.build_rank_dataset(cfg, tmp_path, photos, _methods())
-    assert len(va) == 0 and tr.levels == ['hr', 'noisy', 'bicubic'] and tr.noise == {'hr': 0.0, 'noisy': 0.0, 'bicubic': 0.0}
+    assert len(va) == 0 and tr.levels == ['hr', 'noisy', 'bicubic']
+    assert tr.noise == {'hr': 0.0, 'noisy': 0.0, 'bicubic': 0.0}
     for d in tr.items.values():
         assert [d[lv][1] for lv in tr.levels] == [0.0, 1.0, 2.0]
+    assert list(RK.label_scores(torch.rand(3, 3, 8, 8), metric, level_index=2)) == [2.0, 2.0, 2.0]
+
+
+def test_label_metric_names():
+    assert get_profile('smoke', label_metric='level_order').label_metric == 'level_order'
+    with pytest.raises(ValueError, match="did you mean 'level_order'"):
+        get_profile('smoke', label_metric='level_ordr')
 
 
 def test_ensure_rank_dataset_reuses_or_refuses(tmp_path, photos):
@@ -283,7 +298,8 @@ def test_test_tuples_come_from_the_test_photographs(tmp_path, photos):
     cfg = get_profile('smoke', test_data=str(test_dir), rank_patch=200, rank_stride=100, rank_max_per_image=3,
                       rank_sharpness_min=0, rank_diff_min=0.0, rank_val_frac=0.3, rank_levels=('hr', 'bicubic'))
     # a training image of the same name, whose SR outputs are cached first, must not stand in for the test image
-    RK.build_rank_dataset(cfg, tmp_path / 'run', {'rocket_test': photos['coffee']}, out_dir=tmp_path / 'run' / 'train_rd')
+    RK.build_rank_dataset(cfg, tmp_path / 'run', {'rocket_test': photos['coffee']},
+                          out_dir=tmp_path / 'run' / 'train_rd')
     te = RK.ensure_test_tuples(cfg, tmp_path / 'run')
     cached = read_image(tmp_path / 'run' / 'rank_dataset' / 'sr' / 'hr' / 'test_rocket_test.png')
     want = photos['rocket'][:424]                            # the HR level is the photograph cropped to a multiple of 4
@@ -295,12 +311,39 @@ def test_test_tuples_come_from_the_test_photographs(tmp_path, photos):
     assert sorted(again.items) == sorted(te.items)
 
 
+def test_ensure_levels_trains_missing_levels_only(tmp_path, capsys):
+    from ranksrgan_nb.stages import final_path
+    cfg = get_profile('smoke', device='cpu')
+    with pytest.raises(FileNotFoundError, match=r"'srgan_plus' \(04_ranker\)"):
+        RK.level_checkpoint(tmp_path, 'srgan')                     # no build_level: a missing stage is an error
+    p = final_path(tmp_path, 'srgan')
+    assert RK.ensure_levels(cfg, tmp_path, ['srgan', 'hr']) == {'srgan': p, 'hr': None}   # SRResNet, then SRGAN
+    out = capsys.readouterr().out
+    assert 'srgan: not in' in out and 'srresnet: not in' in out and 'a level of the rank dataset' in out
+    assert final_path(tmp_path, 'srresnet').exists() and not final_path(tmp_path, 'srgan_plus').exists()
+    when = p.stat().st_mtime_ns
+    assert RK.ensure_levels(cfg, tmp_path, ['srgan']) == {'srgan': p} and p.stat().st_mtime_ns == when   # reused
+    assert 'srgan: reusing' in capsys.readouterr().out
+    assert RK.level_checkpoint(tmp_path, 'srgan') == p and RK.ensure_levels(cfg, tmp_path, [str(p)]) == {str(p): p}
+    with pytest.raises(FileNotFoundError, match="'ranksrgan'"):
+        RK.ensure_levels(cfg, tmp_path, ['ranksrgan'])             # not a level the pipeline trains
+    q = RK.ensure_levels(cfg, tmp_path, ['srgan_plus'])['srgan_plus']   # SRGAN+ from that SRGAN, not trained again
+    meta = torch.load(q, weights_only=True)['meta']
+    assert (meta['w_gan'], meta['n_iters']) == (cfg.plus_w_gan, cfg.plus_iters) and p.stat().st_mtime_ns == when
+    with pytest.raises(ValueError, match='other settings'):
+        RK.ensure_levels(get_profile(cfg, plus_iters=cfg.plus_iters + 1), tmp_path, ['srgan_plus'])
+    # the old way still works: a build_level that trains a missing level
+    built = []
+    assert RK.level_checkpoint(tmp_path / 'b', 'srgan', lambda lv: built.append(lv) or q) == q and built == ['srgan']
+
+
 # ---------------------------------------------------------------- pairs
 
 def _flat_levels(tmp_path, n=4, size=48, levels='abc'):
     "Level k of every tuple is a flat image of grey 40 k; its label is 10 k + the tuple id."
-    return RK.RankData(list(levels), {str(i): {lv: (write_image(tmp_path / f'{i}_{lv}.png', np.full((size, size, 3), 40 * k, np.uint8)),
-                                                     10.0 * k + i) for k, lv in enumerate(levels)} for i in range(n)})
+    flat = lambda i, k, lv: write_image(tmp_path / f'{i}_{lv}.png', np.full((size, size, 3), 40 * k, np.uint8))
+    return RK.RankData(list(levels), {str(i): {lv: (flat(i, k, lv), 10.0 * k + i) for k, lv in enumerate(levels)}
+                                      for i in range(n)})
 
 
 def _level(x): return round(float(x.mean()) * 255 / 40)
@@ -311,7 +354,7 @@ def test_pair_order_fixed_vs_random(tmp_path):
     fixed, rand = RK.RankPairDataset(rd, seed=3), RK.RankPairDataset(rd, seed=3, order='random')
     assert all(_level(fixed[k]['img1']) < _level(fixed[k]['img2']) for k in range(200))           # better level first
     firsts = [_level(rand[k]['img1']) < _level(rand[k]['img2']) for k in range(200)]
-    assert 0.35 < np.mean(firsts) < 0.65                                                            # either, about half each
+    assert 0.35 < np.mean(firsts) < 0.65   # either, about half each
     seen = {(_level(fixed[k]['img1']), _level(fixed[k]['img2'])) for k in range(200)}
     assert seen == {(0, 1), (0, 2), (1, 2)}                                                         # all three pairs
     a, b = rand[7], rand[7]
@@ -335,7 +378,7 @@ def test_fixed_order_follows_the_levels_not_the_labels(tmp_path):
 def test_crops_same_place_borders_and_too_small():
     rng = np.random.default_rng(0)
     assert {RK.random_box(10, 12, 4, rng) for _ in range(3000)} == {(y, x) for y in range(7) for x in range(9)}
-    assert {RK.random_box(5, 5, 5, rng) for _ in range(10)} == {(0, 0)}                            # crop = window: one place
+    assert {RK.random_box(5, 5, 5, rng) for _ in range(10)} == {(0, 0)}   # crop = window: one place
     a = torch.arange(3 * 10 * 12.).view(3, 10, 12)
     c1, c2 = RK.same_crop(a, -a, 4, rng)
     assert c1.shape == (3, 4, 4) and torch.equal(c2, -c1)
@@ -355,7 +398,7 @@ def test_cross_pairs_margin_and_no_partner(tmp_path):
     rd = RK.RankData(['a', 'b'], {str(i): {'a': (f'{i}a', float(i)), 'b': (f'{i}b', i + 0.5)} for i in range(6)})
     cp, rng = RK.CrossPairs(rd, margin=1.0), np.random.default_rng(0)
     pairs = [cp(rng) for _ in range(500)]
-    assert all(p is not None and p[1][1] - p[0][1] > 1.0 for p in pairs)     # strictly more than the margin, lower first
+    assert all(p is not None and p[1][1] - p[0][1] > 1.0 for p in pairs)   # more than the margin, lower first
     assert all(p[0][0][0] != p[1][0][0] for p in pairs)                     # two different tuples
     assert len({(p[0][0], p[1][0]) for p in pairs}) > 20                    # many different pairs
     assert RK.CrossPairs(rd, margin=6.0)(rng) is None                       # labels span 5.5: no partner
@@ -389,7 +432,7 @@ def test_margin_loss_and_metrics():
 def test_per_window_srcc_by_hand():
     rd = RK.RankData(['a', 'b', 'c'], {'1': {'a': ('x', 1.0), 'b': ('x', 2.0), 'c': ('x', 3.0)},
                                        '2': {'a': ('x', 1.0), 'b': ('x', 2.0), 'c': ('x', 3.0)},
-                                       '3': {'a': ('x', 1.0), 'b': ('x', 1.0), 'c': ('x', 1.0)}})   # tied labels: left out
+                                       '3': {'a': ('x', 1.0), 'b': ('x', 1.0), 'c': ('x', 1.0)}})   # tied: out
     sc = {('1', 'a'): 0., ('1', 'b'): 1., ('1', 'c'): 2., ('2', 'a'): 2., ('2', 'b'): 0., ('2', 'c'): 1.,
           ('3', 'a'): 0., ('3', 'b'): 1., ('3', 'c'): 2.}
     # window 1: rho = 1; window 2: ranks (3, 1, 2) vs (1, 2, 3): d = 2, -1, -1 -> 1 - 6*6/24 = -0.5
@@ -433,8 +476,9 @@ def test_train_mode_scores_depend_on_the_batch_eval_mode_scores_do_not():
 
 def test_homogeneous_batches_same_windows_and_positions(tmp_path):
     img = np.random.default_rng(0).integers(0, 256, (80, 96, 3), dtype=np.uint8)
-    rd = RK.RankData(['a', 'b'], {str(i): {'a': (write_image(tmp_path / f'{i}_a.png', np.roll(img, i, 0)), 0.),
-                                           'b': (write_image(tmp_path / f'{i}_b.png', 255 - np.roll(img, i, 0)), 1.)} for i in range(3)})
+    png = lambda i, name, im: write_image(tmp_path / f'{i}_{name}.png', im)
+    rd = RK.RankData(['a', 'b'], {str(i): {'a': (png(i, 'a', np.roll(img, i, 0)), 0.),
+                                           'b': (png(i, 'b', 255 - np.roll(img, i, 0)), 1.)} for i in range(3)})
     hb = RK.homogeneous_batches(rd, 32, 4, 5, seed=1)
     assert hb['a'].shape == (5, 4, 3, 32, 32) and torch.allclose(hb['b'], 1 - hb['a'], atol=1e-6)
     assert torch.equal(RK.homogeneous_batches(rd, 32, 4, 5, seed=1)['a'], hb['a'])             # seeded
@@ -454,22 +498,23 @@ def test_batch_means_of_a_scorer_that_reads_brightness():
 
 # ---------------------------------------------------------------- designs, stages and training
 
-def test_ranker_stage_by_design():
-    cpu = get_profile('cpu')                               # its own design is 'eval'
-    assert cpu.ranker_design == 'eval' and RK.ranker_stage(cpu) == 'ranker'
-    assert RK.ranker_stage(cpu, 'official') == 'ranker_official'
-    assert RK.ranker_stage(get_profile('cpu', ranker_design='official')) == 'ranker_official'   # an override: the other folder
-    smoke = get_profile('smoke')
-    assert RK.ranker_stage(smoke) == 'ranker' and RK.ranker_stage(smoke, 'eval') == 'ranker_eval'
+def test_rankers_have_one_folder_per_design():
+    # the folder carries the design, whatever design the profile names (an override selects the other folder)
+    assert {d: s.name for d, s in RK.RANKERS.items()} == {'official': 'ranker_official', 'eval': 'ranker_eval'}
+    for cfg in (get_profile('cpu'), get_profile('smoke'), get_profile('cpu', ranker_design='official')):
+        for d, s in RK.RANKERS.items():
+            assert s.profile(cfg).ranker_design == d and s.keys == ('r_nf', 'label_metric', 'ranker_design')
     assert RK.PAIR_ORDER == {'official': 'fixed', 'eval': 'random'}
+    assert not hasattr(RK, 'ranker_stage')
 
 
 def test_ranker_pairs_follow_the_design(tmp_path):
     rd = _flat_levels(tmp_path)
     rd.noise = {'a': 0.5, 'b': 2.0, 'c': 1.0}
     ds = RK.ranker_pairs(get_profile('smoke', ranker_design='eval', ranker_crop=32, ranker_cross=0.25), rd)
-    assert (ds.order, ds.crop, ds.cross, ds.cross_pairs.margin) == ('random', 32, 0.25, 4.0)   # margin: 2 x the largest noise
-    assert RK.ranker_pairs(get_profile('smoke'), rd).order == 'fixed' and RK.ranker_pairs(get_profile('smoke'), rd).cross_pairs is None
+    assert (ds.order, ds.crop, ds.cross, ds.cross_pairs.margin) == ('random', 32, 0.25, 4.0)   # 2 x largest noise
+    assert RK.ranker_pairs(get_profile('smoke'), rd).order == 'fixed'
+    assert RK.ranker_pairs(get_profile('smoke'), rd).cross_pairs is None
 
 
 def test_train_ranker_records_the_design_and_ensure_checks_it(tmp_path, photos):
@@ -486,8 +531,11 @@ def test_train_ranker_records_the_design_and_ensure_checks_it(tmp_path, photos):
     assert RK.ensure_ranker(get_profile(cfg, ranker_design='eval'), tmp_path) == p
     with pytest.raises(ValueError, match='other settings'):
         RK.ensure_ranker(cfg, tmp_path, stage='ranker_eval')
+    assert RK.ensure(RK.RANKERS['eval'], cfg, tmp_path) == p                 # RANKERS['eval'] is that Ranker's stage
+    assert not (tmp_path / 'ranker_official').exists()
     checks = RK.ranker_checks(RK.load_ranker(cfg, p), va, get_profile(cfg, ranker_design='eval'), n_batches=2)
-    assert checks['bn_mode'] == 'eval' and checks['crop'] == 64 and set(checks) >= {'batches hr<bicubic', 'srcc', 'srcc_per_window'}
+    assert checks['bn_mode'] == 'eval' and checks['crop'] == 64
+    assert set(checks) >= {'batches hr<bicubic', 'srcc', 'srcc_per_window'}
     assert checks['official pair accuracy (eval mode)'] == checks['pair_accuracy']
     out = json.loads(RK.write_checks(tmp_path, 'ranker_eval', checks).read_text())
     assert out['srcc'] == pytest.approx(checks['srcc'], nan_ok=True)
@@ -495,7 +543,7 @@ def test_train_ranker_records_the_design_and_ensure_checks_it(tmp_path, photos):
 
 def test_ranker_learns_an_easy_ordering(tmp_path, photos):
     """Sharp HR vs a bicubic reconstruction: a tiny Ranker trained briefly orders held-out windows and batches."""
-    cfg = get_profile('smoke', r_nf=8, rank_levels=('hr', 'bicubic'), label_metric='level', rank_val_frac=0.34,
+    cfg = get_profile('smoke', r_nf=8, rank_levels=('hr', 'bicubic'), label_metric='level_order', rank_val_frac=0.34,
                       rank_max_per_image=6, rank_stride=50, ranker_iters=60, ranker_batch=8, ranker_lr=1e-3,
                       val_every=1000, ckpt_every=1000, device='cpu', ranker_design='eval', ranker_crop=64, batch_size=4)
     m = _methods()
@@ -505,3 +553,46 @@ def test_ranker_learns_an_easy_ordering(tmp_path, photos):
     assert res['pair_accuracy'] >= 0.9, res
     checks = RK.ranker_checks(R, va, cfg, n_batches=8)
     assert checks['batches hr<bicubic'] >= 0.9, checks
+
+
+# ---------------------------------------------------------------- the fair gate (issue 25, item 4)
+
+def test_lr_content_is_the_l1_of_the_bicubic_downscale_to_the_input():
+    from ranksrgan_nb.data import bicubic_degrade, img2tensor
+    hr = np.random.default_rng(0).integers(0, 256, (2, 48, 40, 3), dtype=np.uint8)
+    lr = torch.stack([img2tensor(bicubic_degrade(h, 4)) for h in hr])
+    x = torch.stack([img2tensor(h) for h in hr])
+    assert RK.lr_content(x, lr) <= 2 * 0.5 / 255 + 1e-6          # the HR that made the LR: only 8-bit rounding left
+    shifted = (x + 0.1).clamp(0, 1)                                 # a brightness shift survives the downscale
+    by_hand = sum(np.abs(imresize(shifted[i].permute(1, 2, 0).numpy().astype(np.float64), 1 / 4)
+                         - lr[i].permute(1, 2, 0).numpy()).mean() for i in range(2))
+    assert RK.lr_content(shifted, lr).item() == pytest.approx(by_hand, rel=1e-5)
+    y = x.clone().requires_grad_()
+    RK.lr_content(y, torch.zeros_like(lr)).backward()
+    assert y.grad is not None and (y.grad != 0).float().mean() > 0.9   # every pixel feeds some LR pixel
+
+
+def _gate_table(d_niqe, d_psnr, arm='ranker'):
+    return pd.DataFrame({'niqe_content': [5.0, 6.0], 'psnr_content': [30.0, 28.0],
+                         f'niqe_{arm}': [5.0 + d_niqe, 6.0 + d_niqe], f'psnr_{arm}': [30.0 + d_psnr, 28.0 + d_psnr]})
+
+
+@pytest.mark.parametrize('srresnet, srgan, passed', [
+    ((-1.0, -0.5), (0.0, 0.0), True),        # exactly at both limits
+    ((-2.0, 0.25), (-0.5, 0.0), True),
+    ((-0.75, -0.25), (-0.5, 0.0), False),    # NIQE lowered by less than 1.0
+    ((-2.0, -0.75), (-0.5, 0.0), False),     # more than 0.5 dB lost
+    ((-2.0, -0.25), (0.25, 0.0), False),     # NIQE raised from the SRGAN start
+])
+def test_gate_verdict_rule(srresnet, srgan, passed):
+    ok, line = RK.gate_verdict(_gate_table(*srresnet), _gate_table(*srgan))
+    assert ok is passed and line.startswith('PASS' if passed else 'FAIL')
+    assert f'{srresnet[0]:+.2f}' in line and RK.gate_verdict(_gate_table(*srresnet), _gate_table(*srgan), False)[1] \
+        .startswith('(smoke: not judged)')
+
+
+def test_gate_verdict_prints_the_positive_control():
+    control = _gate_table(-3.0, -0.5, 'niqe_diff')[['niqe_niqe_diff', 'psnr_niqe_diff']]
+    a = pd.concat([_gate_table(-2.0, -0.25), control], axis=1)
+    ok, line = RK.gate_verdict(a, a)
+    assert ok and "niqe_diff arm (positive control, not the paper's method): NIQE -3.00 at -0.50 dB" in line
