@@ -11,6 +11,7 @@ import json
 import math
 import re
 import sys
+import textwrap
 from importlib import resources
 from pathlib import Path
 from typing import NamedTuple, Sequence
@@ -55,8 +56,8 @@ def shipped_results(folder: Path | None = None,   # the shipped weights' folder;
     return {r[0].lower(): {k: float(r[i]) for k, i in col.items()} for r in rows if r[0].lower() in SHIPPED}
 
 # %% ../nbs/08a_cli.ipynb #7e2f0b12
-_KIND = {'srresnet': 'L1 loss: faithful, smooth', 'srgan': 'GAN: sharp, natural-looking detail',
-         'ranksrgan': "GAN + the Ranker's rank-content loss: the paper's method"}
+_KIND = {'srresnet': 'L1 loss, faithful but smooth', 'srgan': 'GAN, sharp natural-looking detail',
+         'ranksrgan': "GAN + the Ranker's rank-content loss (the paper's method)"}
 
 def _standing(r: dict, n: str) -> str:
     "Where generator `n` stands among the results `r`: best on a measure, or behind another one on both."
@@ -69,11 +70,12 @@ def _standing(r: dict, n: str) -> str:
 def weights_help(folder: Path | None = None) -> str:
     "Which shipped generator is which, with its Set14 numbers from the shipped README (`ranksrgan sr --help`)."
     r = shipped_results(folder)
-    num = lambda n: f'; Set14 NIQE {r[n]["NIQE"]:.2f}, PSNR-Y {r[n]["PSNR-Y"]:.2f} dB, {_standing(r, n)}'
-    say = lambda n: f'{n}{" (the default)" if n == DEFAULT_WEIGHTS else ""}: {_KIND[n]}' + (num(n) if n in r else '')
-    return ('Shipped generators (cpu profile, a short training; lower NIQE looks more natural, higher PSNR-Y is '
-            'closer to the original; numbers from ranksrgan_nb/assets/weights/cpu/README.md): ' +
-            ' | '.join(say(n) for n in (DEFAULT_WEIGHTS, *[s for s in SHIPPED if s != DEFAULT_WEIGHTS])) + '.')
+    num = lambda n: f'\n      Set14 NIQE {r[n]["NIQE"]:.2f}, PSNR-Y {r[n]["PSNR-Y"]:.2f} dB: {_standing(r, n)}'
+    say = lambda n: f'  {n}{" (the default)" if n == DEFAULT_WEIGHTS else ""}: {_KIND[n]}' + (num(n) if n in r else '')
+    return ('shipped generators (cpu profile, a short training; numbers from\n'
+            'ranksrgan_nb/assets/weights/cpu/README.md; a lower NIQE looks more natural,\n'
+            'a higher PSNR-Y is closer to the original):\n' +
+            '\n'.join(say(n) for n in (DEFAULT_WEIGHTS, *[s for s in SHIPPED if s != DEFAULT_WEIGHTS])))
 
 # %% ../nbs/08a_cli.ipynb #d0a1b2c9
 def _blocks(keys, pattern: str) -> int:
@@ -280,8 +282,9 @@ def _one(G, f: Path, lay: Layers, out: Path, device, tile, opts: dict) -> Path:
     from ranksrgan_nb.models import super_resolve
     if lay.bits > 8: _note(f'{f.name} has 16-bit samples; {out.name} has 8 (the generators compute 8-bit images)')
     with _half(device, opts['half']): sr = super_resolve(G, lay.rgb, device, tile=tile)
-    if lay.alpha is not None and out.suffix.lower() in ('.jpg', '.jpeg'):
-        _note(f'{out.name} is written without the alpha channel of {f.name}: JPEG has none (--ext png keeps it)')
+    if lay.alpha is not None and out.suffix.lower() in ('.jpg', '.jpeg', '.bmp'):
+        _note(f'{out.name} is written without the alpha channel of {f.name} ({out.suffix} keeps none here; '
+              '--ext png keeps it)')
         lay = lay._replace(alpha=None)
     img = finish(sr, lay, opts['scale'], opts['outscale'])
     try: return write_layers(out, img, overwrite=opts['overwrite'])
@@ -565,10 +568,11 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog='ranksrgan', description='RankSRGAN from the command line: super-resolve images, '
                                  "measure them as SR papers do, run the notebooks and the paper's pipeline.")
     sub = ap.add_subparsers(dest='command', required=True, metavar='{sr,metrics,run,reproduce}')
-    _sr_options(s := sub.add_parser('sr', help='super-resolve image files and folders', epilog=weights_help(),
-                                    description='Super-resolve images (x4) into OUT_DIR/<name><suffix>.<ext>, tile by '
-                                    'tile (seam-free) for bounded memory. Results already in OUT_DIR are never '
-                                    'replaced unless --overwrite is given; unreadable images are listed at the end.'))
+    desc = textwrap.fill('Super-resolve images (x4) into OUT_DIR/<name><suffix>.<ext>, tile by tile (seam-free) for '
+                         'bounded memory. Results already in OUT_DIR are never replaced unless --overwrite is given; '
+                         'unreadable images are listed at the end.', 79)
+    _sr_options(s := sub.add_parser('sr', help='super-resolve image files and folders', description=desc,
+                                    epilog=weights_help(), formatter_class=argparse.RawDescriptionHelpFormatter))
     _output_options(s)
     _metrics_options(sub.add_parser('metrics', help='PSNR-Y, SSIM-Y and NIQE of SR images, per image and mean',
                                     description='Every registered metric, per image and as a mean, as a markdown '

@@ -521,7 +521,7 @@ def test_sr_keeps_alpha_and_gray_and_says_when_depth_is_reduced(shipped, tmp_pat
     with Image.open(tmp_path / 'out' / 'rgb48.png') as im: assert im.mode == 'RGB'
     assert cli.main(['sr', str(tmp_path / 'rgba.png'), '-o', str(tmp_path / 'j'), '--weights', 'srgan',
                      '--device', 'cpu', '--ext', 'jpg']) == 0
-    assert 'rgba.jpg is written without the alpha channel of rgba.png: JPEG has none' in capsys.readouterr().err
+    assert 'rgba.jpg is written without the alpha channel of rgba.png (.jpg keeps none' in capsys.readouterr().err
     assert read_image(tmp_path / 'j' / 'rgba.jpg').shape == (48, 40, 3)
 
 
