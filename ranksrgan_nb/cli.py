@@ -300,8 +300,8 @@ def sr_files(G, files: Sequence[Path], out_dir: str | Path, device: str = 'auto'
              suffix: str = '', ext: str = 'png',  # results are out_dir/<name><suffix>.<ext>; ext 'auto': the input's
              outscale: float | None = None,       # the final scale, resampled with bicubic; None: the generator's
              half: bool = False,                  # float16 autocast (CUDA only)
-             failures: list | None = None,        # a list: unreadable inputs go here as (path, error) and the rest
-             ) -> list[Path]:                     # is done; None: the first one raises
+             failures: list | None = None,        # a list: unreadable images noted as (path, error), others done;
+             ) -> list[Path]:                     # None: the first unreadable image raises
     "Super-resolve each image file into `out_dir/<name><suffix>.<ext>`; returns the written files."
     from ranksrgan_nb.models import check_tile
     from ranksrgan_nb.train import pick_device
