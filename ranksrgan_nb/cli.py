@@ -326,7 +326,8 @@ def _run_batch(G, todo: dict, device, tile, opts: dict, progress: bool, failures
     from tqdm.auto import tqdm
     expect = {f: _header_tiles(f, tile) for f in todo}
     bar = tqdm(total=sum(expect.values()), desc='ranksrgan sr', unit='tile', disable=not progress)
-    hook, written = G.register_forward_hook(lambda *_: bar.update()), []
+    def tick(module, inputs, output) -> None: bar.update()   # None: the output stays as it is (True would replace it)
+    hook, written = G.register_forward_hook(tick), []
     try:
         for i, (f, out) in enumerate(todo.items(), 1):
             bar.set_postfix_str(f'image {i}/{len(todo)}: {f.name}', refresh=False)

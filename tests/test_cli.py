@@ -488,11 +488,17 @@ def test_sr_out_of_memory_on_one_image_is_listed_and_the_rest_done(shipped, tmp_
     assert [p.name for p in (tmp_path / 'out').iterdir()] == ['small.png']
 
 
-def test_sr_progress_counts_tiles_over_the_batch(shipped, tmp_path, capsys):
+def test_sr_progress_counts_tiles_over_the_batch(shipped, tmp_path, capsys, monkeypatch):
+    from tqdm.auto import tqdm
+    real = tqdm.update
+    monkeypatch.setattr(tqdm, 'update', lambda self, n=1: real(self, n) or True)   # as when it redraws (a slow tile)
     G = cli.load_sr_model('srgan', device='cpu')                               # receptive radius 10
     write_image(tmp_path / 'a.png', rand_image(20, 30, 1))                      # 2 x 3 tiles of 10
     write_image(tmp_path / 'b.png', rand_image(9, 13, 2))                       # 1 x 2
     cli.sr_files(G, [tmp_path / 'a.png', tmp_path / 'b.png'], tmp_path / 'out', 'cpu', tile=10)
+    for name in ('a', 'b'):                                                     # the counting leaves the pixels alone
+        assert np.array_equal(read_image(tmp_path / 'out' / f'{name}.png'),
+                              super_resolve(G, read_image(tmp_path / f'{name}.png')))
     err = capsys.readouterr().err
     assert '8/8 [' in err and 'tile' in err and 'image 2/2: b.png' in err, err
     assert not G._forward_hooks                                                 # the counting hook is gone
