@@ -109,7 +109,7 @@ def _small_image(png_b64: str) -> tuple[str, str]:
     mime, buf = ('image/jpeg', jpg) if 2 * jpg.tell() < png.tell() else ('image/png', png)
     return mime, base64.b64encode(buf.getvalue()).decode()
 
-# %% ../nbs/93_release.ipynb #eb89b665
+# %% ../nbs/93_release.ipynb #368161d5
 _TEX_FIXES = ((re.compile(r'(\\[bB]igg?[lr]?)\\(?:\||Vert)'), r'\1‖'),       # \big\| -> \big‖
               (re.compile(r'\\arg(?![A-Za-z])'), r'\\operatorname{arg}'))
 
@@ -119,8 +119,8 @@ def tex_to_mathml(tex: str, display: bool = False) -> str:  # the TeX between th
     for pat, rep in _TEX_FIXES: tex = pat.sub(rep, tex)
     return convert(tex.strip(), display='block' if display else 'inline')
 
-# %% ../nbs/93_release.ipynb #8362b659
-_MATH = re.compile(r'(?s)\$\$(.+?)\$\$|(?<![\\$])\$(?=\S)([^$\n]+?)(?<=\S)(?<!\\)\$')
+# %% ../nbs/93_release.ipynb #b1961bc8
+_MATH = re.compile(r'(?s)\$\$(.+?)\$\$|(?<![\\$])\$(?=\S)([^$\n]+?)(?<!\\)\$(?!\d)')
 
 def _maths(soup) -> int:  # a BeautifulSoup of a page, changed in place
     "Every formula in the markdown cells of a page as MathML; the number converted."
@@ -135,7 +135,7 @@ def _maths(soup) -> int:  # a BeautifulSoup of a page, changed in place
         text.replace_with(BeautifulSoup(''.join(parts) + html.escape(text[last:]), 'html.parser'))
     return n
 
-# %% ../nbs/93_release.ipynb #5c7ce383
+# %% ../nbs/93_release.ipynb #2b36cb07
 def _bar_line(state: dict, model_id: str) -> str | None:   # the notebook's widget state; the box of a tqdm bar
     "The last line of a tqdm bar ('srgan: 100%|██████████| 600/600 [..]') from a widget state; None if not a bar."
     box = state.get(model_id, {}).get('state', {})
@@ -150,7 +150,7 @@ def _last_frame(text: str) -> str:
     "Stream text as a terminal leaves it: of each line redrawn with carriage returns, its last frame."
     return '\n'.join(next((s for s in reversed(ln.split('\r')) if s), '') for ln in text.split('\n'))
 
-# %% ../nbs/93_release.ipynb #f67dd671
+# %% ../nbs/93_release.ipynb #72f746a5
 _COMPARE_JS = """(function () {
   for (const box of document.querySelectorAll('.ba-compare:not([data-ready])')) {
     box.dataset.ready = '1';
@@ -171,7 +171,7 @@ _COMPARE_JS = """(function () {
   }
 })();"""
 
-# %% ../nbs/93_release.ipynb #51517d32
+# %% ../nbs/93_release.ipynb #8d089bee
 def _jpeg_uri(img: np.ndarray, quality: int = 95) -> str:
     "A uint8 image as a data URI of a JPEG."
     import base64
@@ -181,7 +181,7 @@ def _jpeg_uri(img: np.ndarray, quality: int = 95) -> str:
     Image.fromarray(np.asarray(img, np.uint8)).save(buf, 'jpeg', quality=quality)
     return 'data:image/jpeg;base64,' + base64.b64encode(buf.getvalue()).decode()
 
-# %% ../nbs/93_release.ipynb #7bee46f8
+# %% ../nbs/93_release.ipynb #85ae6d5c
 def comparison_html(images: dict[str, dict[str, np.ndarray]],  # {image label: {method: uint8 image}}, same methods
                     left: str | None = None, right: str | None = None,  # methods shown first (default: first, last)
                     split: int = 50) -> str:                             # the split at first, % of the width
@@ -199,7 +199,7 @@ def comparison_html(images: dict[str, dict[str, np.ndarray]],  # {image label: {
             '</div><div class="ba-view"><img class="ba-b" alt="right"><img class="ba-a" alt="left">'
             f'<div class="ba-line"></div></div></div><script>{_COMPARE_JS}</script>')
 
-# %% ../nbs/93_release.ipynb #3640c28c
+# %% ../nbs/93_release.ipynb #d99ecd42
 def _widget_images(state: dict, model_id: str, run_dir) -> tuple[dict, str, str] | None:
     "(images, left, right) of 07's before/after widget, read from the run's evaluation cache; None if not found."
     kids = lambda i: [k.removeprefix('IPY_MODEL_') for k in state.get(i, {}).get('state', {}).get('children', [])]
@@ -215,7 +215,7 @@ def _widget_images(state: dict, model_id: str, run_dir) -> tuple[dict, str, str]
             return images, pick(i, have[0]), pick(j, have[-1])
     return None
 
-# %% ../nbs/93_release.ipynb #b6e7fd04
+# %% ../nbs/93_release.ipynb #d1c0c89b
 _WIDGET = 'application/vnd.jupyter.widget-view+json'
 _NO_COMPARISON = '<p><i>(The interactive before/after comparison: its images are not in this run.)</i></p>'
 
@@ -229,7 +229,7 @@ def _static_output(d: dict, state: dict, run_dir) -> None:   # an output's data 
         d['text/html'] = comparison_html(found[0], *found[1:]) if found else _NO_COMPARISON
         d.pop('text/plain', None)
 
-# %% ../nbs/93_release.ipynb #7c2eb920
+# %% ../nbs/93_release.ipynb #1c5b5e63
 def _static(nb, run_dir=None):   # the notebook, changed in place; its run (for 07's comparison images)
     "The notebook for a static page: widgets as their last state or a comparison, last frames, figures small."
     state = nb.metadata.pop('widgets', {}).get('application/vnd.jupyter.widget-state+json', {}).get('state', {})
@@ -249,7 +249,7 @@ def _summary(nb) -> tuple[str, str]:
     title = next((ln[2:].strip() for ln in text.splitlines() if ln.startswith('# ')), '')
     return title, next((ln[2:].strip() for ln in text.splitlines() if ln.startswith('> ')), '')
 
-# %% ../nbs/93_release.ipynb #77b6e8fc
+# %% ../nbs/93_release.ipynb #c886df8e
 _FROZEN = re.compile(r'[^\n]*: +0%\| +\| 0/\d+ \[00:00<\?, \?it/s\]\s*')   # a tqdm bar at its first state
 _LONG = re.compile(r'-?\d+\.\d{5,}')                                        # pandas' 6 decimals
 
@@ -259,14 +259,14 @@ def _drop_frozen_bars(soup) -> int:
     for p in pres: (p.find_parent(class_='jp-OutputArea-child') or p).decompose()
     return len(pres)
 
-# %% ../nbs/93_release.ipynb #2f10ef37
+# %% ../nbs/93_release.ipynb #5453e3de
 def _short_numbers(soup) -> int:
     "The numbers of a page's DataFrame tables with 4 significant digits; the number shortened."
     cells = [td for td in soup.select('table.dataframe td') if _LONG.fullmatch(td.get_text().strip())]
     for td in cells: td.string = f'{float(td.get_text()):.4g}'
     return len(cells)
 
-# %% ../nbs/93_release.ipynb #65315332
+# %% ../nbs/93_release.ipynb #29b5342f
 PAGE_CSS = """
 /* ranksrgan_nb: wide figures and tables at their own size, scrolling sideways; the before/after comparison */
 .jp-RenderedImage, .jp-RenderedHTMLCommon.jp-OutputArea-output { overflow-x: auto; }
@@ -292,7 +292,7 @@ def polish(page: str,                      # an HTML page of a notebook, as nbco
             p.replace_with(BeautifulSoup(comparison or _NO_COMPARISON, 'html.parser'))
     return str(soup)
 
-# %% ../nbs/93_release.ipynb #0a868731
+# %% ../nbs/93_release.ipynb #c9267f62
 def _page(nb, run_dir=None) -> tuple[str, str]:   # an executed notebook; its run (for 07's comparison)
     "(HTML of the page, its stylesheet): nbconvert's lab template, images inline, nothing from elsewhere, polished."
     from nbconvert import HTMLExporter
@@ -343,7 +343,7 @@ def render_docs(run_dir: str | Path,                    # a run directory: its e
     (docs / 'index.html').write_text(_INDEX.format(run=Path(run_dir).name, items='\n'.join(items)), encoding='utf-8')
     return [docs / f'{n}.html' for n in names] + [docs / 'notebook.css', docs / 'index.html']
 
-# %% ../nbs/93_release.ipynb #a341f297
+# %% ../nbs/93_release.ipynb #3bf1a0d3
 def upgrade_docs(docs_dir,                         # a folder of pages written by render_docs
                  comparison: str | None = None,    # HTML for 07's before/after widget (comparison_html); None: a note
                  ) -> list[Path]:
