@@ -289,6 +289,7 @@ def polish(page: str,                      # an HTML page of a notebook, as nbco
     _short_numbers(soup)
     for p in soup.select('.jp-OutputArea-output pre'):
         if p.get_text().startswith('VBox(children=(HBox(children=(Dropdown('):     # 07's widget, rendered without state
+            p.parent['class'] = ['jp-RenderedHTMLCommon', 'jp-RenderedHTML', 'jp-OutputArea-output']   # not as text
             p.replace_with(BeautifulSoup(comparison or _NO_COMPARISON, 'html.parser'))
     return str(soup)
 
