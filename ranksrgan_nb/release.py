@@ -200,12 +200,16 @@ def comparison_html(images: dict[str, dict[str, np.ndarray]],  # {image label: {
             f'<div class="ba-line"></div></div></div><script>{_COMPARE_JS}</script>')
 
 # %% ../nbs/93_release.ipynb #d99ecd42
-def _widget_images(state: dict, model_id: str, run_dir) -> tuple[dict, str, str] | None:
-    "(images, left, right) of 07's before/after widget, read from the run's evaluation cache; None if not found."
+def _before_after_lists(state: dict, model_id: str) -> list[dict] | None:
+    "The states of the lists (image, left, right) of a widget like 07's before/after slider; None for another widget."
     kids = lambda i: [k.removeprefix('IPY_MODEL_') for k in state.get(i, {}).get('state', {}).get('children', [])]
     boxes = kids(model_id)
-    lists = [state[k]['state'] for k in (kids(boxes[0]) if boxes else []) if state[k]['model_name'] == 'DropdownModel']
-    if len(lists) != 3: return None
+    lists = [state[k]['state'] for k in (kids(boxes[0]) if boxes else [])
+             if state.get(k, {}).get('model_name') == 'DropdownModel']
+    return lists if len(lists) == 3 and state[model_id]['model_name'] == 'VBoxModel' else None
+
+def _widget_images(lists: list[dict], run_dir) -> tuple[dict, str, str] | None:
+    "(images, left, right) of 07's before/after widget (its lists), read from the run's evaluation cache, or None."
     (names, _), (methods, i), (_, j) = ((s['_options_labels'], s.get('index') or 0) for s in lists)
     for folder in sorted(Path(run_dir, 'eval').glob('*/')):
         have = [m for m in methods if all((folder / m / f'{n}.png').is_file() for n in names)]
@@ -224,8 +228,8 @@ def _static_output(d: dict, state: dict, run_dir) -> None:   # an output's data 
     mid = d.pop(_WIDGET, {}).get('model_id', '')
     if (bar := _bar_line(state, mid)) is not None:
         d['text/plain'] = bar
-    elif mid in state and state[mid].get('model_name') == 'VBoxModel':
-        found = _widget_images(state, mid, run_dir) if run_dir else None
+    elif mid in state and (lists := _before_after_lists(state, mid)) is not None:
+        found = _widget_images(lists, run_dir) if run_dir else None
         d['text/html'] = comparison_html(found[0], *found[1:]) if found else _NO_COMPARISON
         d.pop('text/plain', None)
 
