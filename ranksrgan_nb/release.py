@@ -6,15 +6,20 @@
 from __future__ import annotations
 
 import hashlib
+import html
+import json
 import re
 from pathlib import Path
 from typing import Sequence
 
-from .fileio import save_atomic
+import numpy as np
+
+from .fileio import atomic_path, read_image, save_atomic
 from .stages import final_path, load_checkpoint
 
 # %% auto #0
-__all__ = ['SHIPPED_STAGES', 'write_shipped', 'shipped_rows', 'shipped_readme', 'render_docs']
+__all__ = ['SHIPPED_STAGES', 'PAGE_CSS', 'write_shipped', 'shipped_rows', 'shipped_readme', 'tex_to_mathml', 'comparison_html',
+           'polish', 'render_docs', 'upgrade_docs']
 
 # %% ../nbs/93_release.ipynb #f04883f0
 SHIPPED_STAGES = {'srresnet': 'srresnet', 'srgan': 'srgan', 'ranksrgan': 'ranksrgan'}   # file name -> stage
@@ -104,14 +109,139 @@ def _small_image(png_b64: str) -> tuple[str, str]:
     mime, buf = ('image/jpeg', jpg) if 2 * jpg.tell() < png.tell() else ('image/png', png)
     return mime, base64.b64encode(buf.getvalue()).decode()
 
-# %% ../nbs/93_release.ipynb #969edbd2
-def _static(nb):
-    "The notebook for a static page, in place: no widget state or widget views, its figures re-encoded small."
-    nb.metadata.pop('widgets', None)
+# %% ../nbs/93_release.ipynb #368161d5
+_TEX_FIXES = ((re.compile(r'(\\[bB]igg?[lr]?)\\(?:\||Vert)'), r'\1‖'),       # \big\| -> \big‖
+              (re.compile(r'\\arg(?![A-Za-z])'), r'\\operatorname{arg}'))
+
+def tex_to_mathml(tex: str, display: bool = False) -> str:  # the TeX between the dollars; True for a $$ block
+    "A formula as a MathML `<math>` element (display='block' or 'inline'), with latex2mathml."
+    from latex2mathml.converter import convert
+    for pat, rep in _TEX_FIXES: tex = pat.sub(rep, tex)
+    return convert(tex.strip(), display='block' if display else 'inline')
+
+# %% ../nbs/93_release.ipynb #b1961bc8
+_MATH = re.compile(r'(?s)\$\$(.+?)\$\$|(?<![\\$])\$(?=\S)([^$\n]+?)(?<!\\)\$(?!\d)')
+
+def _maths(soup) -> int:  # a BeautifulSoup of a page, changed in place
+    "Every formula in the markdown cells of a page as MathML; the number converted."
+    from bs4 import BeautifulSoup
+    n = 0
+    for text in [t for md in soup.select('.jp-RenderedMarkdown') for t in md.find_all(string=_MATH)]:
+        if text.find_parent(['code', 'pre', 'script', 'style', 'math']): continue
+        parts, last = [], 0
+        for m in _MATH.finditer(text):
+            parts += [html.escape(text[last:m.start()]), tex_to_mathml(m[1] or m[2], display=m[1] is not None)]
+            last, n = m.end(), n + 1
+        text.replace_with(BeautifulSoup(''.join(parts) + html.escape(text[last:]), 'html.parser'))
+    return n
+
+# %% ../nbs/93_release.ipynb #2b36cb07
+def _bar_line(state: dict, model_id: str) -> str | None:   # the notebook's widget state; the box of a tqdm bar
+    "The last line of a tqdm bar ('srgan: 100%|██████████| 600/600 [..]') from a widget state; None if not a bar."
+    box = state.get(model_id, {}).get('state', {})
+    kids = [state.get(k.removeprefix('IPY_MODEL_'), {}) for k in box.get('children', [])]
+    if [k.get('model_name') for k in kids] != ['HTMLModel', 'FloatProgressModel', 'HTMLModel']: return None
+    left, bar, right = (k['state'] for k in kids)
+    n = round(10 * min(max(bar.get('value', 0) / (bar.get('max') or 1), 0), 1))     # tqdm's 10-character bar
+    line = f"{left.get('value', '')}|{'█' * n}{' ' * (10 - n)}|{right.get('value', '')}"
+    return html.unescape(line).replace('\u2007', ' ')
+
+def _last_frame(text: str) -> str:
+    "Stream text as a terminal leaves it: of each line redrawn with carriage returns, its last frame."
+    return '\n'.join(next((s for s in reversed(ln.split('\r')) if s), '') for ln in text.split('\n'))
+
+# %% ../nbs/93_release.ipynb #72f746a5
+_COMPARE_JS = """(function () {
+  for (const box of document.querySelectorAll('.ba-compare:not([data-ready])')) {
+    box.dataset.ready = '1';
+    const q = s => box.querySelector(s), data = JSON.parse(q('.ba-data').textContent);
+    const fill = (sel, names, v) => { for (const n of names) sel.add(new Option(n, n, false, n === v)); };
+    fill(q('.ba-image'), Object.keys(data.images), ''); fill(q('.ba-left'), data.methods, data.left);
+    fill(q('.ba-right'), data.methods, data.right);
+    const start = new URLSearchParams(location.search).get('split');
+    if (start !== null && isFinite(start)) q('.ba-split').value = start;
+    const draw = () => {
+      const im = data.images[q('.ba-image').value], p = Number(q('.ba-split').value);
+      q('.ba-a').src = im[q('.ba-left').value]; q('.ba-b').src = im[q('.ba-right').value];
+      q('.ba-a').style.clipPath = `inset(0 ${100 - p}% 0 0)`; q('.ba-line').style.left = `${p}%`;
+      q('.ba-out').textContent = `${p} %`;
+    };
+    for (const c of box.querySelectorAll('select, input')) c.addEventListener('input', draw);
+    draw();
+  }
+})();"""
+
+# %% ../nbs/93_release.ipynb #8d089bee
+def _jpeg_uri(img: np.ndarray, quality: int = 95) -> str:
+    "A uint8 image as a data URI of a JPEG."
+    import base64
+    import io
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(img, np.uint8)).save(buf, 'jpeg', quality=quality)
+    return 'data:image/jpeg;base64,' + base64.b64encode(buf.getvalue()).decode()
+
+# %% ../nbs/93_release.ipynb #85ae6d5c
+def comparison_html(images: dict[str, dict[str, np.ndarray]],  # {image label: {method: uint8 image}}, same methods
+                    left: str | None = None, right: str | None = None,  # methods shown first (default: first, last)
+                    split: int = 50) -> str:                             # the split at first, % of the width
+    "A before/after slider in HTML and JavaScript, no kernel needed: pick the image and two methods, move the split."
+    methods = list(next(iter(images.values())))
+    if any(list(v) != methods for v in images.values()):
+        raise ValueError(f'comparison_html needs the same methods for each image: {[list(v) for v in images.values()]}')
+    data = {'images': {k: {m: _jpeg_uri(a) for m, a in v.items()} for k, v in images.items()},
+            'methods': methods, 'left': left or methods[0], 'right': right or methods[-1]}
+    pick = ''.join(f'<label>{n} <select class="ba-{n}"></select></label> ' for n in ('image', 'left', 'right'))
+    return ('<div class="ba-compare"><script type="application/json" class="ba-data">'
+            + json.dumps(data).replace('</', '<\\/') + f'</script><div>{pick}<label>split <input class="ba-split" '
+            f'type="range" min="0" max="100" step="1" value="{split}"></label> '
+            f'<output class="ba-out">{split} %</output>'
+            '</div><div class="ba-view"><img class="ba-b" alt="right"><img class="ba-a" alt="left">'
+            f'<div class="ba-line"></div></div></div><script>{_COMPARE_JS}</script>')
+
+# %% ../nbs/93_release.ipynb #d99ecd42
+def _before_after_lists(state: dict, model_id: str) -> list[dict] | None:
+    "The states of the lists (image, left, right) of a widget like 07's before/after slider; None for another widget."
+    kids = lambda i: [k.removeprefix('IPY_MODEL_') for k in state.get(i, {}).get('state', {}).get('children', [])]
+    boxes = kids(model_id)
+    lists = [state[k]['state'] for k in (kids(boxes[0]) if boxes else [])
+             if state.get(k, {}).get('model_name') == 'DropdownModel']
+    return lists if len(lists) == 3 and state[model_id]['model_name'] == 'VBoxModel' else None
+
+def _widget_images(lists: list[dict], run_dir) -> tuple[dict, str, str] | None:
+    "(images, left, right) of 07's before/after widget (its lists), read from the run's evaluation cache, or None."
+    (names, _), (methods, i), (_, j) = ((s['_options_labels'], s.get('index') or 0) for s in lists)
+    for folder in sorted(Path(run_dir, 'eval').glob('*/')):
+        have = [m for m in methods if all((folder / m / f'{n}.png').is_file() for n in names)]
+        if len(have) >= 2:
+            images = {n: {m: read_image(folder / m / f'{n}.png') for m in have} for n in names}
+            pick = lambda k, d: methods[k] if methods[k] in have else d
+            return images, pick(i, have[0]), pick(j, have[-1])
+    return None
+
+# %% ../nbs/93_release.ipynb #d1c0c89b
+_WIDGET = 'application/vnd.jupyter.widget-view+json'
+_NO_COMPARISON = '<p><i>(The interactive before/after comparison: its images are not in this run.)</i></p>'
+
+def _static_output(d: dict, state: dict, run_dir) -> None:   # an output's data bundle, changed in place
+    "One widget output made static: a tqdm bar as its last line, 07's before/after widget as comparison_html."
+    mid = d.pop(_WIDGET, {}).get('model_id', '')
+    if (bar := _bar_line(state, mid)) is not None:
+        d['text/plain'] = bar
+    elif mid in state and (lists := _before_after_lists(state, mid)) is not None:
+        found = _widget_images(lists, run_dir) if run_dir else None
+        d['text/html'] = comparison_html(found[0], *found[1:]) if found else _NO_COMPARISON
+        d.pop('text/plain', None)
+
+# %% ../nbs/93_release.ipynb #1c5b5e63
+def _static(nb, run_dir=None):   # the notebook, changed in place; its run (for 07's comparison images)
+    "The notebook for a static page: widgets as their last state or a comparison, last frames, figures small."
+    state = nb.metadata.pop('widgets', {}).get('application/vnd.jupyter.widget-state+json', {}).get('state', {})
     for c in nb.cells:
         for o in c.get('outputs', []):
             d = o.get('data', {})
-            d.pop('application/vnd.jupyter.widget-view+json', None)
+            if _WIDGET in d: _static_output(d, state, run_dir)
+            if o.get('output_type') == 'stream': o['text'] = _last_frame(o['text'])
             if 'image/png' in d:
                 mime, b64 = _small_image(''.join(d.pop('image/png')))
                 d[mime] = b64
@@ -123,18 +253,62 @@ def _summary(nb) -> tuple[str, str]:
     title = next((ln[2:].strip() for ln in text.splitlines() if ln.startswith('# ')), '')
     return title, next((ln[2:].strip() for ln in text.splitlines() if ln.startswith('> ')), '')
 
-# %% ../nbs/93_release.ipynb #122d35f8
-def _page(nb) -> tuple[str, str]:
-    "(HTML body of the page, its stylesheet): nbconvert's lab template, images inline, no script loaded from elsewhere."
+# %% ../nbs/93_release.ipynb #c886df8e
+_FROZEN = re.compile(r'[^\n]*: +0%\| +\| 0/\d+ \[00:00<\?, \?it/s\]\s*')   # a tqdm bar at its first state
+_LONG = re.compile(r'-?\d+\.\d{5,}')                                        # pandas' 6 decimals
+
+def _drop_frozen_bars(soup) -> int:
+    "Remove the outputs of a page that are tqdm bars at their first state; the number removed."
+    pres = [p for p in soup.select('.jp-OutputArea-output pre') if _FROZEN.fullmatch(p.get_text())]
+    for p in pres: (p.find_parent(class_='jp-OutputArea-child') or p).decompose()
+    return len(pres)
+
+# %% ../nbs/93_release.ipynb #5453e3de
+def _short_numbers(soup) -> int:
+    "The numbers of a page's DataFrame tables with 4 significant digits; the number shortened."
+    cells = [td for td in soup.select('table.dataframe td') if _LONG.fullmatch(td.get_text().strip())]
+    for td in cells: td.string = f'{float(td.get_text()):.4g}'
+    return len(cells)
+
+# %% ../nbs/93_release.ipynb #29b5342f
+PAGE_CSS = """
+/* ranksrgan_nb: wide figures and tables at their own size, scrolling sideways; the before/after comparison */
+.jp-RenderedImage, .jp-RenderedHTMLCommon.jp-OutputArea-output { overflow-x: auto; }
+.jp-RenderedImage img { max-width: none; }
+math[display="block"] { margin: 0.6em 0; }
+.ba-compare select, .ba-compare input { margin-right: 1em; }
+.ba-view { position: relative; display: inline-block; line-height: 0; margin-top: 0.5em; }
+.ba-view img { max-width: none; }
+.ba-a { position: absolute; left: 0; top: 0; }
+.ba-line { position: absolute; top: 0; bottom: 0; width: 2px; margin-left: -1px; background: #fff; }
+"""
+
+def polish(page: str,                      # an HTML page of a notebook, as nbconvert writes it
+           comparison: str | None = None) -> str:  # HTML for a before/after widget shown as its text (comparison_html)
+    "The page with its maths as MathML, no tqdm bar frozen at 0 %, short numbers in its tables, no widget text."
+    from bs4 import BeautifulSoup
+    soup = BeautifulSoup(page, 'html.parser')
+    _maths(soup)
+    _drop_frozen_bars(soup)
+    _short_numbers(soup)
+    for p in soup.select('.jp-OutputArea-output pre'):
+        if p.get_text().startswith('VBox(children=(HBox(children=(Dropdown('):     # 07's widget, rendered without state
+            p.parent['class'] = ['jp-RenderedHTMLCommon', 'jp-RenderedHTML', 'jp-OutputArea-output']   # not as text
+            p.replace_with(BeautifulSoup(comparison or _NO_COMPARISON, 'html.parser'))
+    return str(soup)
+
+# %% ../nbs/93_release.ipynb #c9267f62
+def _page(nb, run_dir=None) -> tuple[str, str]:   # an executed notebook; its run (for 07's comparison)
+    "(HTML of the page, its stylesheet): nbconvert's lab template, images inline, nothing from elsewhere, polished."
     from nbconvert import HTMLExporter
     exp = HTMLExporter(template_name='lab', embed_images=True, mathjax_url='', require_js_url='', jquery_url='',
                        mermaid_js_url='', mermaid_layout_elk_js_url='', widget_renderer_url='')
-    html, _ = exp.from_notebook_node(_static(nb))
+    html, _ = exp.from_notebook_node(_static(nb, run_dir))
     head, rest = html.split('</head>', 1)
-    css = '\n'.join(re.findall(r'(?s)<style[^>]*>(.*?)</style>', head))
+    css = '\n'.join(re.findall(r'(?s)<style[^>]*>(.*?)</style>', head)) + PAGE_CSS
     head = re.sub(r'(?s)<style[^>]*>.*?</style>\s*', '', head) + '<link rel="stylesheet" href="notebook.css">\n'
     head = re.sub(r'<script[^>]*src=""[^>]*>\s*</script>\s*', '', head)    # the emptied CDN scripts
-    return head + '</head>' + rest, css
+    return polish(head + '</head>' + rest), css
 
 # %% ../nbs/93_release.ipynb #cea77647
 _INDEX = '''<!DOCTYPE html>
@@ -167,9 +341,27 @@ def render_docs(run_dir: str | Path,                    # a run directory: its e
     items, css = [], ''
     for n in names:
         nb = nbformat.read(src / f'{n}.ipynb', as_version=4)
-        html, css = _page(nb)
+        html, css = _page(nb, run_dir)
         (docs / f'{n}.html').write_text(html, encoding='utf-8')
         items.append('<li><a href="{0}.html">{0}</a>: <b>{1}</b>. {2}</li>'.format(n, *_summary(nb)))
     (docs / 'notebook.css').write_text(css, encoding='utf-8')
     (docs / 'index.html').write_text(_INDEX.format(run=Path(run_dir).name, items='\n'.join(items)), encoding='utf-8')
     return [docs / f'{n}.html' for n in names] + [docs / 'notebook.css', docs / 'index.html']
+
+# %% ../nbs/93_release.ipynb #3bf1a0d3
+def upgrade_docs(docs_dir,                         # a folder of pages written by render_docs
+                 comparison: str | None = None,    # HTML for 07's before/after widget (comparison_html); None: a note
+                 ) -> list[Path]:
+    "Polish the pages of `docs_dir` in place and add PAGE_CSS to its stylesheet; the files changed."
+    def write(path, text):
+        with atomic_path(path) as tmp: Path(tmp).write_text(text, encoding='utf-8')
+        return path
+    docs, changed = Path(docs_dir), []
+    for p in sorted(docs.glob('0*.html')):
+        old = p.read_text(encoding='utf-8')
+        if (new := polish(old, comparison)) != old:
+            changed.append(write(p, new))
+    css = docs / 'notebook.css'
+    if css.is_file() and PAGE_CSS not in (old := css.read_text(encoding='utf-8')):
+        changed.append(write(css, old + PAGE_CSS))
+    return changed
