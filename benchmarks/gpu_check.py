@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _sync():
-    torch.cuda.synchronize()
+    if torch.cuda.is_available(): torch.cuda.synchronize()
 
 
 def stage_steps(cfg, device, amp: bool) -> dict:
@@ -65,14 +65,15 @@ def check_speed(cfg, device, iters: int) -> dict:
     "(a): it/s and peak memory of each stage's step; the estimated hours of the profile's iterations."
     res, its = {}, profile_iterations(cfg)
     for name, (step, batch) in stage_steps(cfg, device, cfg.amp).items():
-        torch.cuda.reset_peak_memory_stats()
+        if device.type == 'cuda': torch.cuda.reset_peak_memory_stats()
         for _ in range(3): step(batch)                        # warm-up: cuDNN's autotuning, the allocator
         _sync()
         t = time.perf_counter()
         for _ in range(iters): step(batch)
         _sync()
         rate = iters / (time.perf_counter() - t)
-        res[name] = {'it_per_s': round(rate, 2), 'peak_gib': round(torch.cuda.max_memory_allocated() / 2**30, 2),
+        peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == 'cuda' else float('nan')
+        res[name] = {'it_per_s': round(rate, 2), 'peak_gib': round(peak, 2),
                      'profile_iters': its[name], 'est_hours': round(its[name] / rate / 3600, 1)}
         print(f'  {name:10s} {rate:7.2f} it/s   peak {res[name]["peak_gib"]:6.2f} GiB   '
               f'{its[name]:>9,} iterations -> ~{res[name]["est_hours"]} h', flush=True)
@@ -111,7 +112,7 @@ def check_metrics(device) -> dict:
     from ranksrgan_nb.data import imresize
     from ranksrgan_nb.metrics import niqe, ssim
     g = torch.Generator().manual_seed(0)
-    a = torch.rand(2, 3, 192, 192, generator=g, dtype=torch.float64)
+    a = torch.rand(2, 3, 200, 200, generator=g, dtype=torch.float64)   # NIQE: 2x2 blocks of 96 after the crop
     b = (a + 0.05 * torch.randn(a.shape, generator=g, dtype=torch.float64)).clamp(0, 1)
     pairs = {'niqe': lambda x, y: niqe(x, crop_border=4), 'ssim': lambda x, y: ssim(x, y, crop_border=4),
              'bicubic': lambda x, y: imresize(x, 1 / 4)}
@@ -147,19 +148,21 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--iters', type=int, default=200, help='timed iterations per stage (after 3 of warm-up)')
     ap.add_argument('--json', default='gpu_check.json', help='where the summary goes')
+    ap.add_argument('--self-test', action='store_true', help='run every check on the CPU at the smoke profile '
+                    '(checks this script, not a GPU)')
     a = ap.parse_args()
-    if not torch.cuda.is_available():
+    if not torch.cuda.is_available() and not a.self_test:
         print('gpu_check: no CUDA device on this machine (torch.cuda.is_available() is False): nothing to check. '
               'Run it on the GPU machine; the CPU checks are in tests/test_ddp.py.')
         return 0
     warnings.filterwarnings('ignore')
     from ranksrgan_nb.config import get_profile
-    device = torch.device('cuda')
-    cfg = get_profile('paper', device='cuda', vgg_weights='random')      # random VGG19: no download; same FLOPs
-    print(f'gpu_check: {torch.cuda.get_device_name()} x{torch.cuda.device_count()}, torch {torch.__version__}, '
-          f'bf16 autocast {cfg.amp}')
-    summary, t0 = {'device': torch.cuda.get_device_name(), 'gpus': torch.cuda.device_count(),
-                   'torch': torch.__version__}, time.perf_counter()
+    device = torch.device('cpu' if a.self_test else 'cuda')
+    cfg = get_profile('smoke' if a.self_test else 'paper', device=device.type, vgg_weights='random', batch_size=8,
+                      ranker_batch=16)                                   # random VGG19: no download; the same FLOPs
+    name = 'CPU (self-test)' if a.self_test else torch.cuda.get_device_name()
+    print(f'gpu_check: {name} x{torch.cuda.device_count()}, torch {torch.__version__}, bf16 autocast {cfg.amp}')
+    summary, t0 = {'device': name, 'gpus': torch.cuda.device_count(), 'torch': torch.__version__}, time.perf_counter()
     for key, fn in (('metrics', lambda: check_metrics(device)), ('bf16', lambda: check_bf16(cfg, device)),
                     ('speed', lambda: check_speed(cfg, device, a.iters)), ('ddp', check_ddp)):
         print(f'({key})', flush=True)
@@ -167,7 +170,7 @@ def main() -> int:
         except Exception as e:                                       # one failed check must not hide the others
             print(f'  FAILED: {type(e).__name__}: {e}')
             summary[key] = {'ok': False, 'error': f'{type(e).__name__}: {e}'}
-        torch.cuda.empty_cache()
+        if device.type == 'cuda': torch.cuda.empty_cache()
     summary['ok'], summary['seconds'] = all(map(_ok, summary.values())), round(time.perf_counter() - t0, 1)
     Path(a.json).write_text(json.dumps(summary, indent=1))
     print(f'gpu_check: {"all checks passed" if summary["ok"] else "A CHECK FAILED"} in {summary["seconds"]} s; '

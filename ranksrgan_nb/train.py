@@ -26,7 +26,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .config import Profile, check_device, seed_profile
-from .data import PairedPatchDataset, TestImageDataset, profile_images, test_sets
+from .data import (SUBIMAGES_DONE, PairedPatchDataset, SubImageDataset, TestImageDataset,
+                               extract_subimages, profile_images, test_sets)
+from .datasets import get_dataset
 from .fileio import save_atomic, stale_temporaries
 from .method import GanWeights, make_gan_step
 from .metrics import niqe_min_size
@@ -36,9 +38,9 @@ from .stages import (CsvLog, Stage, checkpoints, deferred_signals, ensure, final
                                  latest_checkpoint, load_final, read_log, resume_checkpoint, save_final, stage_meta)
 
 # %% auto #0
-__all__ = ['ARCH_KEYS', 'SRRESNET', 'GAN_KEYS', 'SRGAN', 'launched', 'pick_device', 'seed_everything', 'rng_state',
-           'set_rng_state', 'RankKeys', 'batches', 'TrainState', 'Run', 'Callback', 'fit', 'ProgressCB', 'LogCB',
-           'ValidateCB', 'TrainingDiverged', 'NanGuardCB', 'CheckpointCB', 'ResumeCB', 'HookCB', 'InterruptCB',
+__all__ = ['SUBIMAGE_DATA', 'ARCH_KEYS', 'SRRESNET', 'GAN_KEYS', 'SRGAN', 'launched', 'pick_device', 'seed_everything',
+           'rng_state', 'set_rng_state', 'RankKeys', 'batches', 'TrainState', 'Run', 'Callback', 'fit', 'ProgressCB',
+           'LogCB', 'ValidateCB', 'TrainingDiverged', 'NanGuardCB', 'CheckpointCB', 'ResumeCB', 'HookCB', 'InterruptCB',
            'LockCB', 'ema_model', 'EMACB', 'snapshot_path', 'snapshots', 'SnapshotCB', 'default_callbacks',
            'stage_callbacks', 'init_distributed', 'ddp_wrap', 'mean_over_ranks', 'summed_over_batch', 'DistributedCB',
            'train_set', 'test_set', 'validation_set', 'stage_loader', 'Recipe', 'train_stage', 'ensure_stage',
@@ -443,8 +445,18 @@ class DistributedCB(Callback):
 
 
 # %% ../nbs/03_train_sr.ipynb #d1f86322
+SUBIMAGE_DATA = ('DIV2K',)   # training sets read as sub-images cut once beside them (00b: extract_subimages)
+
 def train_set(cfg: Profile) -> PairedPatchDataset:
-    "The (LR, HR) training patches of the profile."
+    "The (LR, HR) training patches of the profile; DIV2K's from its 480-px sub-images, cut the first time."
+    if cfg.train_data in SUBIMAGE_DATA:
+        hr = get_dataset(cfg.train_data, cfg.data_root)
+        sub = hr.parent / f'{hr.name}_sub480_x{cfg.scale}'
+        if launched()[1] > 1 and not (sub / SUBIMAGES_DONE).is_file():     # not by N processes at once
+            raise FileNotFoundError(f'{sub} is not finished: cut {cfg.train_data} into sub-images once, in one '
+                                    "process, before torchrun: python -c \"from ranksrgan_nb import config, train; "
+                                    f"train.train_set(config.get_profile('{cfg.name}'))\"")
+        return SubImageDataset(extract_subimages(hr, sub, cfg.scale), cfg.hr_patch, cfg.scale, True, cfg.seed)
     return PairedPatchDataset(profile_images(cfg, 'train'), hr_patch=cfg.hr_patch, scale=cfg.scale, augment=True,
                               seed=cfg.seed)
 

@@ -88,6 +88,12 @@ def _worker(mode, out):
         gan = lambda: T.gan_recipe(cfg, 'g', final, weights=rank_only, extra_losses=rank_loss)
         res['grad_diff_rank_sum'] = _first_step_diff(T, gan, rank, world)
         res['srgan_meta'] = T.load_final(T.train_gan(cfg, out / 'a', 'srgan', init=final))['meta']
+        class StopOnRank1(T.Callback):                        # a stop asked for by one process only
+            def after_step(self, run):
+                if run.rank == 1 and run.t == 3: run.stop = 'asked by rank 1'
+        r = _srresnet(T, cfg)
+        try: T.train_stage(cfg, out / 'c', r, cbs=[StopOnRank1()])
+        except KeyboardInterrupt as e: res['stopped'] = [r.state.iteration, str(e)]
         (out / f'first{rank}.json').write_text(json.dumps(res, default=str))
         kill = T.HookCB(lambda t, losses: os._exit(3) if t == KILL_AT else None)   # no cleanup, like SIGKILL
         T.train_stage(cfg, out / 'b', _srresnet(T, cfg), cbs=[kill])
@@ -102,8 +108,8 @@ def _worker(mode, out):
 def _torchrun(mode, out):
     path = os.pathsep.join([str(ROOT), os.environ.get('PYTHONPATH', '')])
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': path}
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', __file__, mode,
-           str(out)]
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
+           '--start-method', 'fork', '--monitor-interval', '0.2', __file__, mode, str(out)]   # fork: torch imported
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -141,6 +147,13 @@ def test_gan_stage_runs_and_records_the_number_of_processes(two_processes):
     assert recs['first0']['srgan_meta']['world'] == 2 and recs['first0']['srgan_meta']['n_iters'] == 2
 
 
+def test_a_stop_asked_by_one_process_stops_all_at_once_saved(two_processes):
+    recs, _, out = two_processes
+    assert recs['first0']['stopped'] == [3, 'stopped by another process']
+    assert recs['first1']['stopped'] == [3, 'asked by rank 1']
+    assert sorted(p.name for p in (out / 'c' / 'srresnet').glob('ckpt_*.pth')) == ['ckpt_0000003.pth']
+
+
 def test_resume_after_a_kill_is_bitwise_the_uninterrupted_run(two_processes):
     recs, ckpts, out = two_processes
     assert ckpts == ['ckpt_0000004.pth']                       # what the kill left: the checkpoint before it
@@ -173,6 +186,24 @@ def test_batch_not_divisible_by_the_processes():
     from ranksrgan_nb import train as T
     with pytest.raises(ValueError, match='batch_size 8 is not divisible by the 3 processes'):
         T.batches(range(10), 8, 0, 1, world=3)
+
+
+def test_div2k_is_read_as_subimages_cut_once(monkeypatch, tmp_path):
+    from ranksrgan_nb import train as T
+    from ranksrgan_nb.config import get_profile
+    from ranksrgan_nb.data import sample_images
+    from ranksrgan_nb.fileio import write_image
+    hr = tmp_path / 'DIV2K_train_HR'
+    for name, img in list(sample_images('train').items())[:2]: write_image(hr / f'{name}.png', img)
+    monkeypatch.setattr(T, 'get_dataset', lambda name, root=None: hr)     # DIV2K itself is not on this machine
+    cfg = get_profile('smoke', train_data='DIV2K', hr_patch=64)
+    monkeypatch.setenv('WORLD_SIZE', '2')                                  # under torchrun: not cut by N processes
+    with pytest.raises(FileNotFoundError, match='cut DIV2K into sub-images once'):
+        T.train_set(cfg)
+    monkeypatch.setenv('WORLD_SIZE', '1')
+    ds = T.train_set(cfg)
+    assert type(ds).__name__ == 'SubImageDataset' and ds[0]['hr'].shape == (3, 64, 64)
+    assert (tmp_path / 'DIV2K_train_HR_sub480_x4' / 'subimages.json').is_file()
 
 
 def test_gpu_check_without_cuda_says_so_and_exits_0():
