@@ -317,8 +317,8 @@ class InterruptCB(Callback):
     def on_stop(self, run):
         if not hasattr(self, 'stack'): return
         term = run.stop == 'SIGTERM'
-        print(f'{run.desc}: {"stopped by SIGTERM" if term else "interrupted"} at iteration {run.t}; saved '
-              f'{run.last_ckpt}. Run again to resume.', flush=True)
+        if run.is_main: print(f'{run.desc}: {"stopped by SIGTERM" if term else "interrupted"} at iteration {run.t}; '
+                              f'saved {run.last_ckpt}. Run again to resume.', flush=True)
         if term: raise SystemExit(128 + signal.SIGTERM) from None    # the exit status of a process SIGTERM ended
     def after_fit(self, run):
         if hasattr(self, 'stack'): self.stack.close()                 # the previous signal handlers back
