@@ -66,6 +66,23 @@ def _srresnet(T, cfg):
     return r
 
 
+def _ranker_steps(T, rank, world, dev):
+    "Two Ranker steps under DDP (both images through the one wrapped Ranker, then one backward): same weights after."
+    from ranksrgan_nb.method import make_ranker_step
+    from ranksrgan_nb.models import Ranker
+    torch.manual_seed(0)
+    R = Ranker(nf=4).to(dev)
+    step = make_ranker_step(T.ddp_wrap({'R': R}, ['R'], dev)['R'], torch.optim.Adam(R.parameters(), 1e-3), dev)
+    g = torch.Generator().manual_seed(rank)                    # each process its own pairs
+    for _ in range(2):
+        step({'img1': torch.rand(2, 3, 32, 32, generator=g), 'img2': torch.rand(2, 3, 32, 32, generator=g),
+              'score1': torch.rand(2, generator=g), 'score2': torch.rand(2, generator=g)})
+    flat = torch.cat([p.detach().flatten() for p in R.parameters()])
+    every = [torch.zeros_like(flat) for _ in range(world)]
+    torch.distributed.all_gather(every, flat)
+    return all(torch.equal(every[0], x) for x in every)
+
+
 def _worker(mode, out):
     torch.set_num_threads(1)
     warnings.filterwarnings('ignore')
@@ -87,6 +104,7 @@ def _worker(mode, out):
         rank_only = GanWeights(w_pix=0.0, w_fea=0.0, w_gan=0.0)     # L_G = w_R sum_i L_R: D (BatchNorm) is not in it
         gan = lambda: T.gan_recipe(cfg, 'g', final, weights=rank_only, extra_losses=rank_loss)
         res['grad_diff_rank_sum'] = _first_step_diff(T, gan, rank, world)
+        res['ranker_same_weights'] = _ranker_steps(T, rank, world, dev)
         res['srgan_meta'] = T.load_final(T.train_gan(cfg, out / 'a', 'srgan', init=final))['meta']
         class StopOnRank1(T.Callback):                        # a stop asked for by one process only
             def after_step(self, run):
@@ -142,8 +160,9 @@ def test_checkpoint_and_result_equal_every_process_state(two_processes):
         assert recs[f'first{r}']['ckpt_equals_state'] and recs[f'first{r}']['final_equals_state']
 
 
-def test_gan_stage_runs_and_records_the_number_of_processes(two_processes):
+def test_gan_and_ranker_steps_run_and_keep_the_processes_equal(two_processes):
     recs, _, _ = two_processes
+    assert recs['first0']['ranker_same_weights'] and recs['first1']['ranker_same_weights']   # the Siamese step too
     assert recs['first0']['srgan_meta']['world'] == 2 and recs['first0']['srgan_meta']['n_iters'] == 2
 
 
