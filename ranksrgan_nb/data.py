@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import math
 import os
 import warnings
@@ -15,20 +17,22 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from tqdm.auto import tqdm
 
-from .datasets import DATASET_ALIASES, DATASETS, get_dataset
-from .fileio import IMAGE_EXTS, check_unit, read_image, to_rgb, to_uint8
+from .datasets import DATASET_ALIASES, DATASETS, file_stamp, get_dataset, stamped_folder
+from .fileio import IMAGE_EXTS, check_unit, read_image, to_rgb, to_uint8, write_image
 
 # %% auto #0
-__all__ = ['STRIPE_PIXELS', 'SAMPLE_IMAGES', 'SAMPLE_SCENES', 'img2tensor', 'tensor2img', 'cubic', 'resize_taps', 'resize_matrix',
-           'resize_band', 'stripe_rows', 'resize_stripes', 'imresize', 'rgb2ycbcr', 'rgb_to_y', 'modcrop',
-           'crop_border', 'bicubic_degrade', 'bicubic_upsample', 'sample_images', 'scene_of', 'list_images',
-           'load_images', 'augment', 'PairedPatchDataset', 'TestImageDataset', 'ImageSet', 'resolve_images',
-           'profile_images', 'test_sets', 'ROUNDING_SLACK', 'IMAGE_EXTS', 'MAX_IMAGE_PIXELS', 'to_rgb',
-           'ImageReadError', 'read_image', 'atomic_path', 'write_image', 'stale_temporaries', 'DATA_ENV',
-           'DEFAULT_DATA_ROOT', 'DATASETS', 'DATASETS_MANIFEST', 'RAW_URL', 'STAMP', 'DATASET_ALIASES', 'DownloadError',
-           'download', 'data_root', 'DatasetSpec', 'read_manifest', 'source_url', 'ChecksumError', 'verify_files',
-           'fetch_files', 'get_dataset', 'file_stamp', 'stamped_folder']
+__all__ = ['STRIPE_PIXELS', 'SAMPLE_IMAGES', 'SAMPLE_SCENES', 'SUBIMAGES_DONE', 'img2tensor', 'tensor2img', 'cubic',
+           'resize_taps', 'resize_matrix', 'resize_band', 'stripe_rows', 'resize_stripes', 'imresize', 'rgb2ycbcr',
+           'rgb_to_y', 'modcrop', 'crop_border', 'bicubic_degrade', 'bicubic_upsample', 'sample_images', 'scene_of',
+           'list_images', 'load_images', 'augment', 'PairedPatchDataset', 'subimage_boxes', 'subimage_checksum',
+           'extract_subimages', 'SubImageDataset', 'TestImageDataset', 'ImageSet', 'resolve_images', 'profile_images',
+           'test_sets', 'ROUNDING_SLACK', 'IMAGE_EXTS', 'MAX_IMAGE_PIXELS', 'to_rgb', 'ImageReadError', 'read_image',
+           'atomic_path', 'write_image', 'stale_temporaries', 'DATA_ENV', 'DEFAULT_DATA_ROOT', 'DATASETS',
+           'DATASETS_MANIFEST', 'RAW_URL', 'STAMP', 'DATASET_ALIASES', 'DownloadError', 'download', 'data_root',
+           'DatasetSpec', 'read_manifest', 'source_url', 'ChecksumError', 'verify_files', 'fetch_files', 'get_dataset',
+           'file_stamp', 'stamped_folder']
 
 # %% ../nbs/00b_data.ipynb #449e9b8d
 def img2tensor(img: np.ndarray,       # HxWx3: integers (0..255: 8-bit; uint16: 16-bit) or floats in [0, 1]
@@ -324,6 +328,77 @@ class PairedPatchDataset(torch.utils.data.Dataset):
         if self.augment: lr_p, hr_p = augment(lr_p, hr_p, hflip=flips[0], vflip=flips[1], rot90=flips[2])
         return {'lr': img2tensor(lr_p), 'hr': img2tensor(hr_p), 'name': self.names[i]}
 
+# %% ../nbs/00b_data.ipynb #d9ba9217
+def subimage_boxes(h: int, w: int, size: int = 480, step: int = 240) -> list[tuple[int, int]]:
+    "Top-left corners of size×size crops every `step` pixels, the last ones flush with the bottom and right borders."
+    def starts(n):
+        s = list(range(0, max(n - size, 0) + 1, step))
+        return s + [n - size] if n > size and s[-1] != n - size else s
+    return [(y, x) for y in starts(h) for x in starts(w)]
+
+
+# %% ../nbs/00b_data.ipynb #f2d85a44
+SUBIMAGES_DONE = 'subimages.json'    # the stamp of a finished sub-image folder
+
+def subimage_checksum(folder: str | os.PathLike) -> str:
+    "SHA-256 over the names and bytes of the PNG files in folder/HR and folder/LR, in order."
+    h = hashlib.sha256()
+    for sub in ('HR', 'LR'):
+        for p in sorted(Path(folder, sub).glob('*.png')):
+            h.update(f'{sub}/{p.name}'.encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+# %% ../nbs/00b_data.ipynb #e4af9462
+def extract_subimages(images,                        # a folder of HR images, or a list of image files
+                      out_dir: str | os.PathLike,    # gets HR/, LR/ and subimages.json
+                      scale: int = 4, size: int = 480, step: int = 240, progress: bool = True) -> Path:
+    "Cut each image (mod-cropped) into size×size sub-images and write each with its bicubic LR, once."
+    paths, out = sorted(Path(p) for p in images) if isinstance(images, list) else list_images(images), Path(out_dir)
+    source = json.dumps({'files': [file_stamp(p) for p in paths], 'scale': scale, 'size': size, 'step': step})
+    done = out / SUBIMAGES_DONE
+    if done.is_file() and json.loads(done.read_text())['source'] == source: return out
+    hr_dir, lr_dir = stamped_folder(out / 'HR', source), stamped_folder(out / 'LR', source)  # other sources: emptied
+    for p in tqdm(paths, desc='sub-images', unit='image', disable=not progress):
+        with Image.open(p) as im: w, h = im.size
+        boxes = subimage_boxes(h - h % scale, w - w % scale, size, step)
+        if (lr_dir / f'{p.stem}_s{len(boxes):03d}.png').is_file(): continue   # finished before an interruption
+        img = modcrop(read_image(p), scale)
+        for i, (y, x) in enumerate(boxes, 1):
+            sub = img[y:y + size, x:x + size]
+            write_image(hr_dir / f'{p.stem}_s{i:03d}.png', sub)
+            write_image(lr_dir / f'{p.stem}_s{i:03d}.png', bicubic_degrade(sub, scale))   # LR last: the marker
+    n = len(list(hr_dir.glob('*.png')))
+    done.write_text(json.dumps({'source': source, 'count': n, 'sha256': subimage_checksum(out)}))
+    return out
+
+
+# %% ../nbs/00b_data.ipynb #7ab3f1be
+class _ImageFiles:
+    "A list of image files that reads a file when it is indexed."
+    def __init__(self, files: list[Path]): self.files = files
+    def __len__(self) -> int: return len(self.files)
+    def __getitem__(self, i: int) -> np.ndarray: return read_image(self.files[i])
+
+class SubImageDataset(PairedPatchDataset):
+    "PairedPatchDataset's samples over the sub-images of `extract_subimages`, read from disk when drawn."
+    def __init__(self, folder: str | os.PathLike, hr_patch: int = 296, scale: int = 4, augment: bool = True,
+                 seed: int = 0, verify: bool = False):    # verify: recompute the checksum (reads every file)
+        folder, done = Path(folder), Path(folder) / SUBIMAGES_DONE
+        if not done.is_file():
+            raise FileNotFoundError(f'{folder} holds no finished sub-images ({SUBIMAGES_DONE} is missing): run '
+                                    f'data.extract_subimages(<HR folder>, {str(folder)!r}) first')
+        stamp, files = json.loads(done.read_text()), list_images(folder / 'HR')
+        if len(files) != stamp['count'] or (verify and subimage_checksum(folder) != stamp['sha256']):
+            raise ValueError(f'{folder}: the sub-images differ from those {SUBIMAGES_DONE} records; delete the '
+                             'folder and extract them again')
+        if hr_patch % scale: raise ValueError(f'hr_patch={hr_patch} is not a multiple of scale={scale}')
+        self.hr_patch, self.scale, self.augment, self.seed = hr_patch, scale, augment, seed
+        self.names, self.hr = [p.stem for p in files], _ImageFiles(files)
+        self.lr = _ImageFiles([folder / 'LR' / p.name for p in files])
+
+
 # %% ../nbs/00b_data.ipynb #a7b333be
 class TestImageDataset(torch.utils.data.Dataset):
     "Whole test images: `{'name', 'hr', 'lr'}` with HR mod-cropped to the scale, LR bicubic or provided."
@@ -416,9 +491,9 @@ def test_sets(spec: str, scale: int = 4, root: str | os.PathLike | None = None, 
 # %% ../nbs/00b_data.ipynb #67b99231
 from .datasets import (  # noqa: F401
     DATA_ENV, DATASETS_MANIFEST, DEFAULT_DATA_ROOT, RAW_URL, STAMP, ChecksumError, DatasetSpec, DownloadError,
-    data_root, download, fetch_files, file_stamp, read_manifest, source_url, stamped_folder, verify_files)
+    data_root, download, fetch_files, read_manifest, source_url, verify_files)
 from .fileio import (  # noqa: F401
-    MAX_IMAGE_PIXELS, ROUNDING_SLACK, ImageReadError, atomic_path, stale_temporaries, write_image)
+    MAX_IMAGE_PIXELS, ROUNDING_SLACK, ImageReadError, atomic_path, stale_temporaries)
 
 _all_ = ['ROUNDING_SLACK', 'IMAGE_EXTS', 'MAX_IMAGE_PIXELS', 'to_rgb', 'ImageReadError', 'read_image', 'atomic_path',
          'write_image', 'stale_temporaries',                                                 # from fileio

@@ -20,12 +20,15 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .config import Profile, check_device, seed_profile
-from .data import PairedPatchDataset, TestImageDataset, profile_images, test_sets
+from .data import (SUBIMAGES_DONE, PairedPatchDataset, SubImageDataset, TestImageDataset,
+                               extract_subimages, profile_images, test_sets)
+from .datasets import get_dataset
 from .fileio import save_atomic, stale_temporaries
 from .method import GanWeights, make_gan_step
 from .metrics import niqe_min_size
@@ -35,23 +38,35 @@ from .stages import (CsvLog, Stage, checkpoints, deferred_signals, ensure, final
                                  latest_checkpoint, load_final, read_log, resume_checkpoint, save_final, stage_meta)
 
 # %% auto #0
-__all__ = ['ARCH_KEYS', 'SRRESNET', 'GAN_KEYS', 'SRGAN', 'pick_device', 'seed_everything', 'rng_state', 'set_rng_state',
-           'batches', 'TrainState', 'Run', 'Callback', 'fit', 'ProgressCB', 'LogCB', 'ValidateCB', 'TrainingDiverged',
-           'NanGuardCB', 'CheckpointCB', 'ResumeCB', 'HookCB', 'InterruptCB', 'LockCB', 'ema_model', 'EMACB',
-           'snapshot_path', 'snapshots', 'SnapshotCB', 'default_callbacks', 'stage_callbacks', 'train_set', 'test_set',
-           'validation_set', 'stage_loader', 'Recipe', 'train_stage', 'ensure_stage', 'make_sr_step', 'multistep',
-           'srresnet_recipe', 'train_srresnet', 'ensure_srresnet', 'gan_weights', 'gan_state', 'gan_meta', 'gan_recipe',
-           'train_gan', 'save_atomic', 'STOP_SIGNALS', 'checkpoints', 'load_checkpoint', 'resume_checkpoint',
-           'latest_checkpoint', 'CsvLog', 'read_log', 'FolderLocked', 'folder_lock', 'stage_meta', 'final_path',
-           'save_final', 'load_final', 'autocast', 'prepare_model', 'build_generator', 'build_discriminator',
-           'build_vgg', 'receptive_radius', 'tiles', 'tiled_forward', 'NonFiniteOutput', 'check_tile', 'super_resolve',
-           'load_generator', 'evaluate_generator']
+__all__ = ['SUBIMAGE_DATA', 'ARCH_KEYS', 'SRRESNET', 'GAN_KEYS', 'SRGAN', 'launched', 'pick_device', 'seed_everything',
+           'rng_state', 'set_rng_state', 'RankKeys', 'batches', 'TrainState', 'Run', 'Callback', 'fit', 'ProgressCB',
+           'LogCB', 'ValidateCB', 'TrainingDiverged', 'NanGuardCB', 'CheckpointCB', 'ResumeCB', 'HookCB', 'InterruptCB',
+           'LockCB', 'ema_model', 'EMACB', 'snapshot_path', 'snapshots', 'SnapshotCB', 'default_callbacks',
+           'stage_callbacks', 'init_distributed', 'ddp_wrap', 'mean_over_ranks', 'summed_over_batch', 'DistributedCB',
+           'train_set', 'test_set', 'validation_set', 'stage_loader', 'Recipe', 'train_stage', 'ensure_stage',
+           'make_sr_step', 'multistep', 'srresnet_recipe', 'train_srresnet', 'ensure_srresnet', 'gan_weights',
+           'gan_state', 'gan_meta', 'gan_recipe', 'train_gan', 'save_atomic', 'STOP_SIGNALS', 'checkpoints',
+           'load_checkpoint', 'resume_checkpoint', 'latest_checkpoint', 'CsvLog', 'read_log', 'FolderLocked',
+           'folder_lock', 'stage_meta', 'final_path', 'save_final', 'load_final', 'autocast', 'prepare_model',
+           'build_generator', 'build_discriminator', 'build_vgg', 'receptive_radius', 'tiles', 'tiled_forward',
+           'NonFiniteOutput', 'check_tile', 'super_resolve', 'load_generator', 'evaluate_generator']
 
 # %% ../nbs/03_train_sr.ipynb #e4656492
+def launched() -> tuple[int, int, int]:
+    "(rank, world, local_rank) that torchrun gave this process (RANK, WORLD_SIZE, LOCAL_RANK); (0, 1, 0) without it."
+    env = os.environ
+    return int(env.get('RANK', 0)), int(env.get('WORLD_SIZE', 1)), int(env.get('LOCAL_RANK', 0))
+
+def _local_gpu(d: torch.device) -> torch.device:
+    "Under torchrun, a bare 'cuda' is this process's GPU, cuda:LOCAL_RANK (made the current device)."
+    if d.type != 'cuda' or d.index is not None or 'LOCAL_RANK' not in os.environ: return d
+    torch.cuda.set_device(launched()[2])
+    return torch.device('cuda', launched()[2])
+
 def pick_device(device: str = 'auto') -> torch.device:  # 'auto', or any torch device string
     "CUDA if available, then MPS, then CPU; or the device named, if this machine has it (config.check_device)."
-    if str(device) != 'auto': return torch.device(check_device(str(device)))
-    if torch.cuda.is_available(): return torch.device('cuda')
+    if str(device) != 'auto': return _local_gpu(torch.device(check_device(str(device))))
+    if torch.cuda.is_available(): return _local_gpu(torch.device('cuda'))
     mps = getattr(torch.backends, 'mps', None)
     if mps is not None and mps.is_available(): return torch.device('mps')
     return torch.device('cpu')
@@ -90,18 +105,38 @@ def set_rng_state(st: dict) -> None:
     if 'cuda' in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st['cuda'])
 
 # %% ../nbs/03_train_sr.ipynb #4f84cd45
+@dataclass
+class RankKeys:
+    "The keys of process `rank`'s slice of the batches of iterations start+1 … stop (slice `rank` of `world`)."
+    batch_size: int
+    start: int
+    stop: int
+    rank: int = 0
+    world: int = 1
+
+    def __len__(self) -> int: return (self.stop - self.start) * (self.batch_size // self.world)
+
+    def __iter__(self):
+        b = self.batch_size // self.world                       # this process's share of each batch
+        return (t * self.batch_size + self.rank * b + i for t in range(self.start, self.stop) for i in range(b))
+
 def batches(dataset: torch.utils.data.Dataset,  # sample k must depend on k only
-            batch_size: int,
+            batch_size: int,                  # the global batch (all processes together)
             start: int,                       # iterations already done
             stop: int,                        # last iteration
             num_workers: int = 0,
             pin_memory: bool = False,
+            rank: int = 0, world: int = 1,    # this process of `world` (DDP) takes slice `rank` of every batch
             ) -> Iterable[dict]:
-    "The batches of iterations start+1 … stop, batch t holding samples (t-1)*B … t*B-1."
-    keys = range(start * batch_size, stop * batch_size)
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=keys, num_workers=num_workers,
+    "The batches of iterations start+1 … stop, batch t holding samples (t-1)*B … t*B-1 (or this process's slice)."
+    if batch_size % world:
+        raise ValueError(f'batch_size {batch_size} is not divisible by the {world} processes (each takes '
+                         'batch_size / world samples of every batch); use a number of processes that divides it')
+    keys = RankKeys(batch_size, start, stop, rank, world) if world > 1 else range(start * batch_size, stop * batch_size)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size // world, sampler=keys, num_workers=num_workers,
                                        pin_memory=pin_memory, drop_last=True,
                                        persistent_workers=num_workers > 0)
+
 
 # %% ../nbs/03_train_sr.ipynb #31130a1c
 @dataclass
@@ -120,8 +155,14 @@ class TrainState:
                 'scheds': {k: s.state_dict() for k, s in self.scheds.items()}}
 
     def load_state_dict(self, sd: dict, source: str = 'checkpoint') -> None:
-        if sd.get('meta', {}) != self.meta:
-            diff = {k: (sd.get('meta', {}).get(k), v) for k, v in self.meta.items() if sd.get('meta', {}).get(k) != v}
+        saved = sd.get('meta', {})
+        if saved != self.meta:
+            diff = {k: (saved.get(k), self.meta.get(k)) for k in {**saved, **self.meta}
+                    if saved.get(k) != self.meta.get(k)}
+            if 'world' in diff:
+                raise ValueError(f'{source} was written by {saved.get("world", 1)} processes and this run has '
+                                 f'{self.meta.get("world", 1)}: resume with as many (torchrun --nproc_per_node), '
+                                 'or start again with another run_dir or resume=False')
             raise ValueError(f'{source} was made with different settings {diff} (saved, now); '
                              'use another run_dir or resume=False')
         for group, objs in (('models', self.models), ('optims', self.optims), ('scheds', self.scheds)):
@@ -142,8 +183,9 @@ class Run:
     losses: dict = field(default_factory=dict)   # the last step's loss terms (floats)
     stop: str = ''                               # set by a signal or a callback: stop after this iteration
     last_ckpt: Path | None = None                # the newest checkpoint written or resumed from (for messages)
-    rank: int = 0                                # this process among `world` (issue 24); writers act on rank 0
-    world: int = 1
+    rank: int = field(default_factory=lambda: dist.get_rank() if dist.is_initialized() else 0)  # writers: rank 0
+    world: int = field(default_factory=lambda: dist.get_world_size() if dist.is_initialized() else 1)  # processes
+    signal: str = ''                             # a signal under DDP, until DistributedCB stops every process at once
 
     @property
     def t(self) -> int: return self.state.iteration     # iterations done
@@ -270,12 +312,13 @@ class InterruptCB(Callback):
     "Ctrl-C and SIGTERM stop the run after the current iteration, saved; SIGTERM then exits with status 143."
     def before_fit(self, run):
         self.stack = contextlib.ExitStack()
-        self.stack.enter_context(deferred_signals(lambda signum: setattr(run, 'stop', signal.Signals(signum).name)))
+        self.stack.enter_context(deferred_signals(lambda signum: setattr(run, 'stop' if run.world == 1 else 'signal',
+                                                                 signal.Signals(signum).name)))
     def on_stop(self, run):
         if not hasattr(self, 'stack'): return
         term = run.stop == 'SIGTERM'
-        print(f'{run.desc}: {"stopped by SIGTERM" if term else "interrupted"} at iteration {run.t}; saved '
-              f'{run.last_ckpt}. Run again to resume.', flush=True)
+        if run.is_main: print(f'{run.desc}: {"stopped by SIGTERM" if term else "interrupted"} at iteration {run.t}; '
+                              f'saved {run.last_ckpt}. Run again to resume.', flush=True)
         if term: raise SystemExit(128 + signal.SIGTERM) from None    # the exit status of a process SIGTERM ended
     def after_fit(self, run):
         if hasattr(self, 'stack'): self.stack.close()                 # the previous signal handlers back
@@ -336,20 +379,84 @@ class SnapshotCB(Callback):
 def default_callbacks(ckpt_every: int = 1000, log_every: int = 100, keep: int = 2, resume: bool = True,
                       validate: Callable[[], dict] | None = None, val_every: int = 1000,
                       extra: Sequence[Callback] = (),   # the stage's own (EMACB, SnapshotCB)
-                      user: Sequence[Callback] = ()) -> list[Callback]:   # the caller's (HookCB, ...)
+                      user: Sequence[Callback] = (),     # the caller's (HookCB, ...)
+                      distributed: Sequence[Callback] = ()) -> list[Callback]:   # DistributedCB under DDP (below)
     "A stage's callbacks, in the order they must run."
     return [LockCB(), ResumeCB(resume), NanGuardCB(), *extra, LogCB(log_every),
             *([ValidateCB(validate, val_every)] if validate else []), CheckpointCB(ckpt_every, keep),
-            ProgressCB(), *user, InterruptCB()]
+            ProgressCB(), *user, *distributed, InterruptCB()]
 
 def stage_callbacks(cfg: Profile, validate: Callable[[], dict] | None = None, resume: bool = True,
-                    extra: Sequence[Callback] = (), user: Sequence[Callback] = ()) -> list[Callback]:
+                    extra: Sequence[Callback] = (), user: Sequence[Callback] = (),
+                    distributed: Sequence[Callback] = ()) -> list[Callback]:
     "default_callbacks with the profile's cadence (ckpt_every, log_every, val_every)."
-    return default_callbacks(cfg.ckpt_every, cfg.log_every, 2, resume, validate, cfg.val_every, extra, user)
+    return default_callbacks(cfg.ckpt_every, cfg.log_every, 2, resume, validate, cfg.val_every, extra, user,
+                             distributed)
+
+# %% ../nbs/03_train_sr.ipynb #94f2ce63
+def init_distributed(device: torch.device) -> tuple[int, int]:
+    "Join torchrun's process group once (NCCL on CUDA, gloo otherwise); (rank, world), (0, 1) for a plain process."
+    rank, world, _ = launched()
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (rank, world)
+
+def ddp_wrap(models: dict[str, nn.Module], trained: Iterable[str], device: torch.device) -> dict[str, nn.Module]:
+    "The models, those named in `trained` wrapped in DistributedDataParallel (gradients averaged over processes)."
+    ids = [device.index] if device.type == 'cuda' else None
+    ddp = nn.parallel.DistributedDataParallel
+    return {k: ddp(m, device_ids=ids) if k in set(trained) else m for k, m in models.items()}
+
+
+# %% ../nbs/03_train_sr.ipynb #adca9b7a
+def mean_over_ranks(step: Callable[[dict], dict], device: torch.device) -> Callable[[dict], dict]:
+    "`step` whose loss terms are their means over the processes (one all-reduce per iteration)."
+    def averaged(batch):
+        losses = step(batch)
+        v = torch.tensor(list(losses.values()), dtype=torch.float64, device=device)
+        dist.all_reduce(v)                                                       # sum over processes
+        return dict(zip(losses, (v / dist.get_world_size()).tolist()))
+    return averaged
+
+def summed_over_batch(losses: dict | None, world: int) -> dict | None:
+    "Extra losses with `reduction == 'sum'` times `world`: each process sums its slice, DDP averages the gradients."
+    if not losses or world == 1: return losses
+    return {k: (lambda sr, f=f: world * f(sr)) if getattr(f, 'reduction', 'mean') == 'sum' else f
+            for k, f in losses.items()}
+
+
+# %% ../nbs/03_train_sr.ipynb #4a2457bd
+class DistributedCB(Callback):
+    "Under DDP: one iteration to resume from, one to stop at, and no process leaves before rank 0 has saved."
+    def __init__(self, device: torch.device): self.device = device
+    def _max(self, *xs: int) -> list[int]:
+        v = torch.tensor(xs, device=self.device)
+        dist.all_reduce(v, dist.ReduceOp.MAX)
+        return v.tolist()
+    def before_fit(self, run):
+        hi, minus_lo = self._max(run.t, -run.t)
+        if hi != -minus_lo: raise RuntimeError(f'{run.desc}: the processes resumed at iterations {-minus_lo} to {hi}; '
+                                               f'is {run.out_dir} on a file system that every node sees?')
+    def after_step(self, run):
+        asked = run.stop or run.signal                                # a callback's stop or a signal, this process
+        code, = self._max(2 if 'SIGTERM' in (run.stop, run.signal) else int(bool(asked)))
+        if code: run.stop = 'SIGTERM' if code == 2 else asked or 'stopped by another process'
+    def on_stop(self, run): dist.barrier()                      # after CheckpointCB.on_stop: rank 0 has saved
+
 
 # %% ../nbs/03_train_sr.ipynb #d1f86322
+SUBIMAGE_DATA = ('DIV2K',)   # training sets read as sub-images cut once beside them (00b: extract_subimages)
+
 def train_set(cfg: Profile) -> PairedPatchDataset:
-    "The (LR, HR) training patches of the profile."
+    "The (LR, HR) training patches of the profile; DIV2K's from its 480-px sub-images, cut the first time."
+    if cfg.train_data in SUBIMAGE_DATA:
+        hr = get_dataset(cfg.train_data, cfg.data_root)
+        sub = hr.parent / f'{hr.name}_sub480_x{cfg.scale}'
+        if launched()[1] > 1 and not (sub / SUBIMAGES_DONE).is_file():     # not by N processes at once
+            raise FileNotFoundError(f'{sub} is not finished: cut {cfg.train_data} into sub-images once, in one '
+                                    "process, before torchrun: python -c \"from ranksrgan_nb import config, train; "
+                                    f"train.train_set(config.get_profile('{cfg.name}'))\"")
+        return SubImageDataset(extract_subimages(hr, sub, cfg.scale), cfg.hr_patch, cfg.scale, True, cfg.seed)
     return PairedPatchDataset(profile_images(cfg, 'train'), hr_patch=cfg.hr_patch, scale=cfg.scale, augment=True,
                               seed=cfg.seed)
 
@@ -363,12 +470,14 @@ def validation_set(cfg: Profile) -> TestImageDataset:
     return test_set(cfg).require_size(niqe_min_size(cfg.scale), f'validation with NIQE (crop_border={cfg.scale})')
 
 # %% ../nbs/03_train_sr.ipynb #ac7a17cf
-def stage_loader(cfg: Profile, ds, device: torch.device,
-                 batch_size: int | None = None) -> Callable[[int, int], Iterable]:
+def stage_loader(cfg: Profile, ds, device: torch.device, batch_size: int | None = None,
+                 rank: int = 0, world: int = 1) -> Callable[[int, int], Iterable]:   # DDP: this process's slice
     "`data(start, stop)` for `fit`: batches of `ds` (the profile's batch_size by default); workers off the CPU."
-    nw = 0 if device.type == 'cpu' else min(8, os.cpu_count() or 1)
+    per_node = int(os.environ.get('LOCAL_WORLD_SIZE', 1))                     # processes sharing this machine
+    nw = 0 if device.type == 'cpu' else min(8, max(1, (os.cpu_count() or 1) // per_node))
     pin = device.type == 'cuda'
-    return lambda a, b: batches(ds, batch_size or cfg.batch_size, a, b, num_workers=nw, pin_memory=pin)
+    return lambda a, b: batches(ds, batch_size or cfg.batch_size, a, b, nw, pin, rank, world)
+
 
 # %% ../nbs/03_train_sr.ipynb #c0a1b035
 @dataclass
@@ -387,12 +496,20 @@ class Recipe:
 # %% ../nbs/03_train_sr.ipynb #c0a1b036
 def train_stage(cfg: Profile, run_dir: str | os.PathLike, r: Recipe, resume: bool = True,
                 cbs: Sequence[Callback] = ()) -> Path:   # the caller's callbacks, after the checkpoint's
-    "Train recipe `r` with the profile's callbacks into run_dir/<stage>; returns its final.pth."
+    "Train recipe `r` with the profile's callbacks into run_dir/<stage>; returns its final.pth. Under torchrun: DDP."
     device = pick_device(cfg.device)
-    step = r.make_step(r.state.models)
-    fit(r.state, step, stage_loader(cfg, r.dataset, device, r.batch_size), r.n_iters, Path(run_dir) / r.stage,
-        cbs=stage_callbacks(cfg, r.validate, resume, extra=r.cbs, user=cbs), desc=r.stage)
-    return save_final(run_dir, r.stage, {k: r.state.models[k].state_dict() for k in r.save}, r.state.meta)
+    rank, world = init_distributed(device)
+    if world > 1: r.state.meta['world'] = world                          # resume only with as many processes
+    models = r.state.models if world == 1 else ddp_wrap(r.state.models, r.state.optims, device)
+    step = r.make_step(models) if world == 1 else mean_over_ranks(r.make_step(models), device)
+    dcb = [DistributedCB(device)] if world > 1 else []
+    fit(r.state, step, stage_loader(cfg, r.dataset, device, r.batch_size, rank, world), r.n_iters,
+        Path(run_dir) / r.stage, cbs=stage_callbacks(cfg, r.validate, resume, r.cbs, cbs, dcb), desc=r.stage)
+    weights = {k: r.state.models[k].state_dict() for k in r.save}
+    path = save_final(run_dir, r.stage, weights, r.state.meta) if rank == 0 else final_path(run_dir, r.stage)
+    if world > 1: dist.barrier()                                          # final.pth written before anyone reads it
+    return path
+
 
 # %% ../nbs/03_train_sr.ipynb #6e5a8396
 ARCH_KEYS = ('scale', 'g_nf', 'g_nb', 'd_nf', 'r_nf', 'hr_patch')   # the network settings of every stage's meta
@@ -496,7 +613,8 @@ def gan_recipe(cfg: Profile, stage: str, init: str | os.PathLike,   # G's start:
     st = gan_state(cfg, G, D, gan_meta(cfg, stage, weights, n_iters, meta_extra, ema_decay, snapshot_every), n_iters,
                    (extra_models or {}) | ema)
     step = lambda m: make_gan_step(m['G'], m['D'], vgg, st.optims['G'], st.optims['D'], weights, device, cfg.amp,
-                                   extra_losses=extra_losses(device) if extra_losses else None)
+                                   extra_losses=summed_over_batch(extra_losses(device) if extra_losses else None,
+                                                                     launched()[1]))
     val = validation_set(cfg)
     cbs = ([EMACB(ema_decay)] if ema_decay else []) + ([SnapshotCB(snapshot_every)] if snapshot_every else [])
     return Recipe(stage, st, step, train_set(cfg), cfg.batch_size, n_iters, ('G', 'D', *ema),
