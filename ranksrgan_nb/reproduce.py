@@ -77,6 +77,14 @@ def _omp_threads(threads: int | None):
     finally:
         if own: del os.environ['OMP_NUM_THREADS']
 
+@contextlib.contextmanager
+def _inline_figures():
+    "No MPLBACKEND for the kernels started inside, so that they keep their figures inline; as it was after."
+    backend = os.environ.pop('MPLBACKEND', None)
+    try: yield
+    finally:
+        if backend is not None: os.environ['MPLBACKEND'] = backend
+
 # %% ../nbs/08_reproduce.ipynb #c6197898
 def run_notebook(nb: Path, out: Path, parameters: dict, kernel: str = 'python3', cwd: Path | None = None,
                  threads: int | None = None,  # OMP_NUM_THREADS for the kernel, unless the environment sets it
@@ -88,7 +96,7 @@ def run_notebook(nb: Path, out: Path, parameters: dict, kernel: str = 'python3',
     running, failed = out.with_name(f'{out.stem}.running.ipynb'), out.with_name(f'{out.stem}.failed.ipynb')
     t0 = time.perf_counter()
     try:
-        with _omp_threads(threads):
+        with _omp_threads(threads), _inline_figures():
             pm.execute_notebook(str(nb), str(running), parameters=params, kernel_name=kernel, cwd=str(cwd or nb.parent),
                                 # quiet kernel
                                 progress_bar=False, extra_arguments=['--IPKernelApp.log_level=CRITICAL'])

@@ -199,6 +199,16 @@ def test_one_thread_for_smoke_kernels_unless_the_environment_says(tmp_path, monk
     assert seen == [1, None]
 
 
+def test_kernels_keep_their_figures_when_the_shell_says_agg(tmp_path, monkeypatch):
+    import os
+    monkeypatch.setenv('MPLBACKEND', 'Agg')                                 # as CI and many shells export it
+    nb = write_nb(tmp_path / 'f.ipynb', 'import matplotlib.pyplot as plt\nplt.plot([0, 1])\nplt.show()')
+    run_notebook(nb, tmp_path / 'out.ipynb', {})
+    kinds = [k for c in nbformat.read(tmp_path / 'out.ipynb', 4).cells for o in c.outputs for k in o.get('data', {})]
+    assert 'image/png' in kinds, kinds                                      # under Agg the kernel would keep none
+    assert os.environ['MPLBACKEND'] == 'Agg'                                # the caller's setting is back
+
+
 # --- the executed notebooks as HTML (docs/) -------------------------------------------------------------------
 def test_reproduce_and_release_load_no_torch():
     "`ranksrgan reproduce` starts without torch: reproduce and the release harness it calls import none."
