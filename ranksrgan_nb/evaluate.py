@@ -188,8 +188,8 @@ def evaluate(methods: dict[str, Method] | Sequence[Method],   # what to compare 
 
 # %% ../nbs/07_evaluate.ipynb #094ff0d5
 LABELS = {'psnr': 'PSNR-Y', 'ssim': 'SSIM-Y', 'niqe': 'NIQE', 'ma': 'Ma', 'pi': 'PI', 'rmse': 'RMSE',
-          'delta_e': 'ΔE00', 'psnr_rgb': 'PSNR-RGB'}                             # column labels
-DECIMALS = {'psnr': 2, 'ssim': 4, 'rmse': 2, 'delta_e': 2, 'psnr_rgb': 2}    # digits shown; other metrics: 3
+          'delta_e': 'ΔE00', 'psnr_rgb': 'PSNR-RGB', 'grid': 'grid'}                 # column labels
+DECIMALS = {'psnr': 2, 'ssim': 4, 'rmse': 2, 'delta_e': 2, 'psnr_rgb': 2, 'grid': 2}   # digits shown; others: 3
 
 # %% ../nbs/07_evaluate.ipynb #a34cc950
 def results_table(df: pd.DataFrame,                   # tidy results from evaluate

@@ -17,14 +17,15 @@ from .config import Profile, seed_profile, seed_stage, split_seed, stage_label
 from .method import RankContentLoss
 from .models import load_generator
 from .ranker import ensure_ranker, load_ranker, pixel_probe, probe_crops
-from .stages import checkpoint_path, ensure, load_fitting
-from .train import GAN_KEYS, SRGAN, ensure_srresnet, ensure_stage, train_gan
+from .stages import Stage, checkpoint_path, ensure, load_fitting
+from .train import GAN_KEYS, SRGAN, SRRESNET, Recipe, gan_recipe, train_gan, train_stage
 
 # %% auto #0
-__all__ = ['gan_runs', 'train_ranksrgan', 'rank_term_trend', 'plot_convergence', 'ensure_srgan', 'ensure_ranksrgan',
-           'ensure_gan_runs', 'ensure_srgan_plus', 'level_builder', 'seed_profile', 'checkpoint_path', 'load_fitting',
-           'gan_weights', 'gan_state', 'train_gan', 'GanWeights', 'generator_losses', 'discriminator_losses',
-           'make_gan_step', 'RankContentLoss', 'probe_crops', 'refine_pixels', 'pixel_probe', 'verdict']
+__all__ = ['RANK_KEYS', 'ARMS', 'gan_runs', 'rank_meta', 'ranksrgan_recipe', 'train_ranksrgan', 'rank_term_trend',
+           'plot_convergence', 'arm_stage', 'ensure_arms', 'ensure_srgan', 'ensure_ranksrgan', 'ensure_gan_runs',
+           'ensure_srgan_plus', 'level_builder', 'seed_profile', 'checkpoint_path', 'load_fitting', 'gan_weights',
+           'gan_state', 'train_gan', 'GanWeights', 'generator_losses', 'discriminator_losses', 'make_gan_step',
+           'RankContentLoss', 'probe_crops', 'refine_pixels', 'pixel_probe', 'verdict']
 
 # %% ../nbs/05_train_gan.ipynb #17d3d330
 _all_ = ['seed_profile']   # moved to 00a_config (the one reader of gan_seeds[0]); still exported from here
@@ -38,26 +39,36 @@ def gan_runs(cfg: Profile) -> list[tuple[int, str, str]]:
 _all_ = ['checkpoint_path', 'load_fitting']   # moved to 92_stages; still exported from here
 
 # %% ../nbs/05_train_gan.ipynb #48aba08b
+RANK_KEYS = GAN_KEYS + ('w_R', 'R_bias', 'rank_reduction', 'ranker_bn')   # settings a reused RankSRGAN must share
+
+def rank_meta(cfg: Profile) -> dict:
+    "The settings of the rank term, recorded in a RankSRGAN result."
+    return {'w_R': cfg.w_R, 'R_bias': cfg.R_bias, 'rank_reduction': cfg.rank_reduction, 'ranker_bn': cfg.ranker_bn}
+
+def ranksrgan_recipe(cfg: Profile, stage: str, init: str | os.PathLike, ranker: str | os.PathLike) -> Recipe:
+    "03's gan_recipe plus the rank-content loss of the frozen Ranker in `ranker` (checkpointed with the stage)."
+    R = load_fitting(lambda p: load_ranker(cfg, p), ranker, 'Ranker', f'a Ranker(nf={cfg.r_nf})')
+    rank = lambda dev: {'l_g_rank': RankContentLoss(R.to(dev), cfg.w_R, cfg.R_bias, cfg.rank_reduction, cfg.ranker_bn)}
+    return gan_recipe(cfg, stage, init, extra_losses=rank, extra_models={'R': R},
+                      meta_extra=rank_meta(cfg) | {'ranker': str(Path(ranker).name)})
+
+# %% ../nbs/05_train_gan.ipynb #25febcef
 def train_ranksrgan(cfg: Profile, run_dir,
                     stage: str | None = None,                   # folder; None: 'ranksrgan' or 'ranksrgan_s<seed>'
                     ranker: str | os.PathLike | None = None,    # Ranker checkpoint; default: the pipeline's (04)
                     init: str | os.PathLike | None = None,      # G initialisation; default: the pipeline's SRResNet
-                    seed: int | None = None,                    # the pair's seed; None: the first of gan_seeds
+                    seed: int | None = None,                    # the arm's seed; None: the first of gan_seeds
                     resume: bool = True, cbs=()) -> Path:
-    "Stage 3: SRGAN + rank-content loss with the pair's seed; returns `run_dir/<stage>/final.pth`."
-    seed = cfg.gan_seeds[0] if seed is None else seed
-    stage = stage or seed_stage('ranksrgan', seed, cfg.gan_seeds)
-    init = checkpoint_path(init, 'generator') if init else ensure_srresnet(cfg, run_dir, f'{stage} starts from it')
+    "SRGAN + rank-content loss with the arm's seed (D's start, the data order); returns `run_dir/<stage>/final.pth`."
+    run = seed_profile(cfg, seed)
+    stage = stage or seed_stage('ranksrgan', run.seed, cfg.gan_seeds)
+    init = checkpoint_path(init, 'generator') if init else ensure(SRRESNET, cfg, run_dir, f'{stage} starts from it')
     load_fitting(lambda p: load_generator(cfg, p), init, 'generator', f'an SRResNet(nf={cfg.g_nf}, nb={cfg.g_nb})')
-    meta = {'w_R': cfg.w_R, 'R_bias': cfg.R_bias, 'rank_reduction': cfg.rank_reduction, 'ranker_bn': cfg.ranker_bn}
     if cfg.w_R == 0:   # exactly the SRGAN baseline: no Ranker, no extra term
-        return train_gan(seed_profile(cfg, seed), run_dir, stage, init, resume, cbs, meta_extra=meta)
+        return train_stage(run, run_dir, gan_recipe(run, stage, init, meta_extra=rank_meta(cfg)), resume, cbs)
     ranker = (checkpoint_path(ranker, 'Ranker') if ranker else
               ensure_ranker(cfg, run_dir, build_level=level_builder(cfg, run_dir)))
-    R = load_fitting(lambda p: load_ranker(cfg, p), ranker, 'Ranker', f'a Ranker(nf={cfg.r_nf})')
-    rank = lambda dev: {'l_g_rank': RankContentLoss(R.to(dev), cfg.w_R, cfg.R_bias, cfg.rank_reduction, cfg.ranker_bn)}
-    return train_gan(seed_profile(cfg, seed), run_dir, stage, init, resume, cbs, extra_losses=rank,
-                     extra_models={'R': R}, meta_extra=meta | {'ranker': str(Path(ranker).name)})
+    return train_stage(run, run_dir, ranksrgan_recipe(run, stage, init, ranker), resume, cbs)
 
 # %% ../nbs/05_train_gan.ipynb #11d59da3
 def rank_term_trend(log: pd.DataFrame,             # a stage's log.csv (train.read_log)
@@ -92,40 +103,52 @@ def plot_convergence(curves: dict[str, pd.DataFrame],   # {stage folder: its val
     return fig
 
 # %% ../nbs/05_train_gan.ipynb #57f8ab27
-_RANK_KEYS = GAN_KEYS + ('w_R', 'R_bias', 'rank_reduction', 'ranker_bn')   # settings a reused RankSRGAN must share
+ARMS = ('srgan', 'ranksrgan')   # the arms of one seed, in the order they train
 
+def arm_stage(cfg: Profile, arm: str, seed: int | None = None,  # None: the first of gan_seeds
+              ranker=None, init=None) -> Stage:                 # Ranker and G's start; None: the pipeline's
+    "The stage of one arm and seed: its folder, the settings it shares with the profile, how it trains."
+    if arm not in ARMS: raise ValueError(f'unknown arm {arm!r}; the arms are {list(ARMS)}')
+    run = seed_profile(cfg, seed)
+    name, same_seed = seed_stage(arm, run.seed, cfg.gan_seeds), lambda c: seed_profile(c, run.seed)
+    if arm == 'ranksrgan':
+        train = lambda c, r: train_ranksrgan(cfg, r, name, ranker, init, run.seed)
+        return Stage(name, RANK_KEYS, train, '05_train_gan', same_seed)
+    if name == 'srgan' and init is None: return SRGAN            # 03's SRGAN is the first seed's arm
+    start = lambda r: init or ensure(SRRESNET, cfg, r, why=f'{name} starts from it')
+    return Stage(name, GAN_KEYS, lambda c, r: train_gan(c, r, name, init=start(r)), '05_train_gan', same_seed)
+
+# %% ../nbs/05_train_gan.ipynb #cd26ebe2
+def ensure_arms(cfg: Profile, run_dir, arms=ARMS, seeds=None,   # seeds None: gan_seeds
+                ranker=None, init=None) -> dict[int, dict[str, Path]]:
+    "`{seed: {arm: result}}`, seed by seed, each arm trained now when it is missing from `run_dir`."
+    return {s: {a: ensure(arm_stage(cfg, a, s, ranker, init), cfg, run_dir, why=f'arm {a} of seed {s}') for a in arms}
+            for s in (seeds or cfg.gan_seeds)}
+
+# %% ../nbs/05_train_gan.ipynb #0638f1d2
 def ensure_srgan(cfg: Profile, run_dir, seed: int | None = None, init: str | os.PathLike | None = None) -> Path:
-    "The finished SRGAN baseline of `seed` (None: the first of gan_seeds: 03's SRGAN), trained first if missing."
-    seed = cfg.gan_seeds[0] if seed is None else seed
-    if seed == cfg.gan_seeds[0] and init is None: return ensure(SRGAN, cfg, run_dir)
-    stage, run = seed_stage('srgan', seed, cfg.gan_seeds), seed_profile(cfg, seed)
-    start = lambda: init or ensure_srresnet(cfg, run_dir, f'{stage} starts from it')
-    build = lambda: train_gan(run, run_dir, stage, init=start())
-    return ensure_stage(run, run_dir, stage, build, GAN_KEYS)
+    "The finished SRGAN arm of `seed` (None: the first of gan_seeds: 03's SRGAN), trained first if missing."
+    return ensure(arm_stage(cfg, 'srgan', seed, init=init), cfg, run_dir)
 
 def ensure_ranksrgan(cfg: Profile, run_dir, seed: int | None = None, ranker=None, init=None) -> Path:
-    "The finished RankSRGAN of `seed` (None: the first of gan_seeds) in `run_dir`, trained first if missing."
-    seed = cfg.gan_seeds[0] if seed is None else seed
-    stage = seed_stage('ranksrgan', seed, cfg.gan_seeds)
-    build = lambda: train_ranksrgan(cfg, run_dir, stage, ranker, init, seed)
-    return ensure_stage(seed_profile(cfg, seed), run_dir, stage, build, _RANK_KEYS)
+    "The finished RankSRGAN arm of `seed` (None: the first of gan_seeds), trained first if missing."
+    return ensure(arm_stage(cfg, 'ranksrgan', seed, ranker, init), cfg, run_dir)
 
 def ensure_gan_runs(cfg: Profile, run_dir, ranker=None, init=None) -> dict[int, tuple[Path, Path]]:
-    "`{seed: (SRGAN result, RankSRGAN result)}` for every seed of gan_seeds, each trained when missing."
-    return {s: (ensure_srgan(cfg, run_dir, s, init), ensure_ranksrgan(cfg, run_dir, s, ranker, init))
-            for s in cfg.gan_seeds}
+    "`{seed: (SRGAN result, RankSRGAN result)}` for every seed of gan_seeds (`ensure_arms`)."
+    return {s: (d['srgan'], d['ranksrgan']) for s, d in ensure_arms(cfg, run_dir, ranker=ranker, init=init).items()}
 
 # %% ../nbs/05_train_gan.ipynb #0b0fa4b4
 def ensure_srgan_plus(cfg: Profile, run_dir) -> Path:
     "SRGAN fine-tuned with a larger adversarial weight (`plus_w_gan`, `plus_iters`): the best offline level."
-    build = lambda: train_gan(cfg, run_dir, 'srgan_plus', init=ensure_srgan(cfg, run_dir), n_iters=cfg.plus_iters,
-                              w_gan=cfg.plus_w_gan)
-    return ensure_stage(cfg, run_dir, 'srgan_plus', build)
+    train = lambda c, r: train_gan(c, r, 'srgan_plus', init=ensure_srgan(c, r), n_iters=c.plus_iters,
+                                   w_gan=c.plus_w_gan)
+    return ensure(Stage('srgan_plus', ('scale', 'g_nf', 'g_nb'), train, '05_train_gan'), cfg, run_dir)
 
 # %% ../nbs/05_train_gan.ipynb #82988edb
 def level_builder(cfg: Profile, run_dir) -> Callable[[str], Path]:
     "A `build_level` for ranker's functions: trains the generator stage of a rank level (srresnet, srgan, srgan_plus)."
-    stages = {'srresnet': ensure_srresnet, 'srgan': ensure_srgan, 'srgan_plus': ensure_srgan_plus}
+    stages = {'srresnet': lambda c, r: ensure(SRRESNET, c, r), 'srgan': ensure_srgan, 'srgan_plus': ensure_srgan_plus}
     def build(level: str) -> Path:
         if level not in stages:
             raise ValueError(f'rank level {level!r} is not a stage that gan can train; it can train {sorted(stages)}')

@@ -207,9 +207,11 @@ def test_pairs_share_seed_and_data_order(cfg, tmp_path):
     so nothing but the rank term differs inside a pair; the two seeds differ."""
     two = get_profile(cfg, gan_seeds=(10, 11), w_R=0.0)
     sr = T.train_srresnet(two, tmp_path)
-    runs = GN.ensure_gan_runs(two, tmp_path, init=sr)
-    assert {s: (a.parent.name, b.parent.name) for s, (a, b) in runs.items()} == \
-        {10: ('srgan', 'ranksrgan'), 11: ('srgan_s11', 'ranksrgan_s11')}
+    arms = GN.ensure_arms(two, tmp_path, init=sr)
+    assert {s: {a: p.parent.name for a, p in d.items()} for s, d in arms.items()} == \
+        {10: {'srgan': 'srgan', 'ranksrgan': 'ranksrgan'}, 11: {'srgan': 'srgan_s11', 'ranksrgan': 'ranksrgan_s11'}}
+    runs = GN.ensure_gan_runs(two, tmp_path, init=sr)                          # the old wrapper: reused, same paths
+    assert runs == {s: (d['srgan'], d['ranksrgan']) for s, d in arms.items()}
     for s, (a, b) in runs.items():
         wa, wb = _weights(a), _weights(b)
         assert T.load_checkpoint(a)['meta']['seed'] == s == T.load_checkpoint(b)['meta']['seed']
@@ -219,6 +221,23 @@ def test_pairs_share_seed_and_data_order(cfg, tmp_path):
     a, b = (T.stage_loader(GN.seed_profile(two, s), T.train_set(GN.seed_profile(two, s)), torch.device('cpu'))(0, 1)
             for s in (10, 11))
     assert not torch.equal(next(iter(a))['hr'], next(iter(b))['hr'])                  # the seed sets the data order
+
+
+def test_arm_stage():
+    """The first seed's SRGAN arm is 03's SRGAN stage; every other arm is a stage of 05 with the seed's profile."""
+    from ranksrgan_nb.train import GAN_KEYS, SRGAN
+    two = get_profile('smoke', gan_seeds=(10, 11))
+    assert GN.arm_stage(two, 'srgan') is SRGAN and GN.arm_stage(two, 'srgan', 10) is SRGAN
+    s = GN.arm_stage(two, 'srgan', 11)
+    assert (s.name, s.keys, s.notebook, s.profile(two).seed) == ('srgan_s11', GAN_KEYS, '05_train_gan', 11)
+    r = GN.arm_stage(two, 'ranksrgan')
+    assert (r.name, r.keys, r.profile(two).seed) == ('ranksrgan', GN.RANK_KEYS, 10)
+    assert GN.arm_stage(two, 'srgan', 10, init='/some/G.pth').name == 'srgan'       # from another start: not 03's
+    assert GN.arm_stage(two, 'srgan', 10, init='/some/G.pth') is not SRGAN
+    with pytest.raises(ValueError, match='unknown arm'):
+        GN.arm_stage(two, 'esrgan', 10)
+    with pytest.raises(ValueError, match='not one of gan_seeds'):
+        GN.arm_stage(two, 'ranksrgan', 12)
 
 
 def test_ensure_reuses_and_refuses_other_settings(cfg, tmp_path):
