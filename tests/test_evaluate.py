@@ -545,7 +545,8 @@ def test_shipped_smoke_run_loads_in_the_cli(tmp_path, monkeypatch, images):
     cfg = get_profile('smoke', sr_iters=3, gan_iters=2, ckpt_every=2, val_every=2, log_every=1, device='cpu')
     sr = T.train_srresnet(cfg, tmp_path / 'run')
     rk = T.save_final(tmp_path / 'run', 'ranker', {'R': Ranker(nf=cfg.r_nf).state_dict()}, {'r_nf': cfg.r_nf, 'label_metric': 'niqe'})
-    GN.ensure_gan_runs(cfg, tmp_path / 'run', ranker=rk, init=sr)
+    T.train_gan(cfg, tmp_path / 'run', 'srgan', init=sr)                        # 03's SRGAN: the arms' start
+    GN.ensure_arms(cfg, tmp_path / 'run', ('ranksrgan',), ranker=rk)
     files = E.write_shipped(tmp_path / 'run', tmp_path / 'weights')
     assert sorted(files) == ['ranksrgan', 'srgan', 'srresnet'] == sorted(cli.SHIPPED)
     monkeypatch.setattr(cli, 'WEIGHTS_DIR', tmp_path / 'weights')
