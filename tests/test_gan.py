@@ -240,6 +240,21 @@ def test_arm_recipe_starts_from_the_start_g_and_d(cfg, tmp_path):
     assert 'G_ema' not in fresh.state.models and 'ema_decay' not in fresh.state.meta      # ema_decay = 0: no EMA
 
 
+def test_arm_interrupted_and_resumed_is_bitwise_identical(cfg, tmp_path):
+    """An arm (the start's D loaded, G_ema kept) stopped at iteration 3 and resumed ends where an uninterrupted one
+    does."""
+    torch.manual_seed(3)
+    nets = {'G': T.build_generator(cfg).state_dict(), 'D': T.build_discriminator(cfg).state_dict()}
+    st = T.save_final(tmp_path, 'start', nets, {'scale': 4, 'g_nf': 8, 'g_nb': 2})
+    ema = get_profile(cfg, ema_decay=0.5)
+    full = GN.train_arm(ema, tmp_path / 'a', 'dniqe', start=st)
+    with pytest.raises(KeyboardInterrupt):
+        GN.train_arm(ema, tmp_path / 'b', 'dniqe', start=st, cbs=[T.HookCB(_stop_at(3))])
+    resumed = GN.train_arm(ema, tmp_path / 'b', 'dniqe', start=st)
+    _assert_same(_weights(full), _weights(resumed))
+    assert set(_weights(full)) == {'G', 'D', 'G_ema'}
+
+
 def test_arm_naming():
     """Arms are named <arm> for the first seed and <arm>_s<seed> after; the control is never 03's 'srgan'."""
     from ranksrgan_nb.config import split_seed, stage_label
