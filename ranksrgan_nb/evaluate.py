@@ -74,12 +74,14 @@ def generator_stages(run_dir) -> list[str]:
     return sorted(found, key=_stage_order)
 
 # %% ../nbs/07_evaluate.ipynb #1791c937
-def stage_methods(cfg: Profile, run_dir, device='cpu') -> dict[str, Method]:
+def stage_methods(cfg: Profile, run_dir, device='cpu',
+                  load: Callable = load_generator,   # (cfg, path, device) -> G; 05's arm_generator prefers G_ema
+                  ) -> dict[str, Method]:
     "`{label: Method}` for every finished generator stage of `run_dir` that fits the profile's network."
     out = {}
     for s in generator_stages(run_dir):
         p = final_path(run_dir, s)
-        try: G = load_generator(cfg, p, device)
+        try: G = load(cfg, p, device)
         except (ValueError, RuntimeError, KeyError) as e:
             print(f'skipping stage {s!r}: {e}')
             continue

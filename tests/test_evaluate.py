@@ -122,6 +122,22 @@ def test_parse_official():
 
 
 # ------------------------------------------------------------------ stages of a run
+def test_stage_methods_load_takes_the_ema_generator(cfg, tmp_path):
+    "With 05's arm_generator as `load`, an arm that kept G_ema is evaluated with it; by default with G."
+    from ranksrgan_nb import gan as GN
+    torch.manual_seed(0)
+    G, E_ = build_generator(cfg), build_generator(cfg)         # identity init: the outputs are images, not zeros
+    with torch.no_grad():
+        for q in E_.parameters(): q.add_(0.02 * torch.randn_like(q))
+    save_final(tmp_path, 'control', {'G': G.state_dict(), 'G_ema': E_.state_dict()},
+               stage_meta(cfg, ('scale', 'g_nf', 'g_nb')))
+    lr = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    want = {'G': E.generator_method('g', G)(lr), 'G_ema': E.generator_method('e', E_)(lr)}
+    assert np.array_equal(E.stage_methods(cfg, tmp_path)['SRGAN (control)'](lr), want['G'])
+    assert np.array_equal(E.stage_methods(cfg, tmp_path, load=GN.arm_generator)['SRGAN (control)'](lr), want['G_ema'])
+    assert not np.array_equal(want['G'], want['G_ema'])
+
+
 def test_stage_methods_finds_generators_only(cfg, tmp_path, capsys):
     meta = stage_meta(cfg, ('scale', 'g_nf', 'g_nb'))
     torch.manual_seed(0)
