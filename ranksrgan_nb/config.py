@@ -194,11 +194,11 @@ def _check_profile(p: Profile) -> Profile:
 
 # %% ../nbs/00a_config.ipynb #d3d70176
 STAGES = {'srresnet': 'SRResNet',       # 03: the PSNR-oriented generator
-          'srgan': 'SRGAN',             # 05: the GAN baseline
+          'srgan': 'SRGAN',             # 03: the GAN baseline, the start of 05's arms
           'srgan_plus': 'SRGAN+',       # 05: SRGAN fine-tuned with a larger adversarial weight (a rank level)
           'control': 'SRGAN (control)',  # 05: the arm fine-tuned from SRGAN without the rank term
           'ranksrgan': 'RankSRGAN',     # 05: SRGAN + the rank-content loss
-          'dniqe': 'dNIQE (upper bound)'}  # 05: SRGAN + NIQE itself as the loss: an upper bound, not the paper's method
+          'dniqe': "dNIQE (upper bound, not the paper's method)"}   # 05: SRGAN + NIQE itself as the loss
 MULTI_PREFIX = 'multi_'                 # 06: one generator stage per weight setting, multi_<setting>
 SEED_TAG = '_s'                         # 05: a GAN stage of a later seed of gan_seeds, <stage>_s<seed>
 
