@@ -66,8 +66,10 @@ class Profile:
     rank_reduction: str = 'sum'          # 'sum' over the batch (official) or 'mean'
     ranker_design: str = 'official'      # 'official': pairs best-first, Ranker BatchNorm in train mode in the GAN;
                                          # 'eval': random order, eval mode (04)
-    gan_seeds: tuple = (10,)             # seeds of the SRGAN / RankSRGAN pairs of 05 (the first gives 'srgan' and
-                                         # 'ranksrgan')
+    gan_seeds: tuple = (10,)             # seeds of 05's arms (the first gives 'control', 'ranksrgan', 'dniqe'; later
+                                         # ones '<arm>_s<seed>'); 03's SRGAN, the arms' start, uses the first
+    ema_decay: float = 0.0               # 05's arms keep G_ema, an EMA of G with this decay, and are evaluated by it;
+                                         # 0: off
     # --- 04: rank dataset (official generate_rankdataset.m) and Ranker (train_Ranker.yml)
     rank_levels: tuple = ('srgan_plus', 'srgan', 'srresnet')  # SR methods, best perceptual level first
     plus_w_gan: float = 2e-2             # adversarial weight of the third level ('srgan_plus', SRGAN fine-tuned)
@@ -118,7 +120,7 @@ PROFILES = {
         name='smoke', g_nf=8, g_nb=2, d_nf=8, r_nf=8, vgg_weights='random', g_init='identity',
         hr_patch=32, batch_size=2,
         sr_iters=30, sr_lr=2e-3, gan_iters=6, plus_iters=4, rank_patch=200, rank_stride=100, rank_max_per_image=4,
-        rank_sharpness_min=0.0, rank_diff_min=0.0,
+        rank_sharpness_min=0.0, rank_diff_min=0.0, ema_decay=0.5,
         ranker_iters=6, ranker_batch=4,
         val_every=6, ckpt_every=4, log_every=2, val_max_images=1),
 }
@@ -160,6 +162,7 @@ def _check_ranges(p: Profile) -> None:
     if not 0 <= p.ranker_cross < 1: raise ValueError(f'ranker_cross must be in [0, 1), got {p.ranker_cross}')
     if not p.gan_seeds or min(p.gan_seeds) < 0 or len(set(p.gan_seeds)) != len(p.gan_seeds):
         raise ValueError(f'gan_seeds must be one or more different seeds >= 0, got {p.gan_seeds!r}')
+    if not 0 <= p.ema_decay < 1: raise ValueError(f'ema_decay must be in [0, 1) (0: no EMA), got {p.ema_decay}')
 
 # %% ../nbs/00a_config.ipynb #e5c66ca5
 def _check_dependencies(p: Profile) -> None:
@@ -191,9 +194,11 @@ def _check_profile(p: Profile) -> Profile:
 
 # %% ../nbs/00a_config.ipynb #d3d70176
 STAGES = {'srresnet': 'SRResNet',       # 03: the PSNR-oriented generator
-          'srgan': 'SRGAN',             # 05: the GAN baseline
+          'srgan': 'SRGAN',             # 03: the GAN baseline, the start of 05's arms
           'srgan_plus': 'SRGAN+',       # 05: SRGAN fine-tuned with a larger adversarial weight (a rank level)
-          'ranksrgan': 'RankSRGAN'}     # 05: SRGAN + the rank-content loss
+          'control': 'SRGAN (control)',  # 05: the arm fine-tuned from SRGAN without the rank term
+          'ranksrgan': 'RankSRGAN',     # 05: SRGAN + the rank-content loss
+          'dniqe': "dNIQE (upper bound, not the paper's method)"}   # 05: SRGAN + NIQE itself as the loss
 MULTI_PREFIX = 'multi_'                 # 06: one generator stage per weight setting, multi_<setting>
 SEED_TAG = '_s'                         # 05: a GAN stage of a later seed of gan_seeds, <stage>_s<seed>
 

@@ -74,12 +74,14 @@ def generator_stages(run_dir) -> list[str]:
     return sorted(found, key=_stage_order)
 
 # %% ../nbs/07_evaluate.ipynb #1791c937
-def stage_methods(cfg: Profile, run_dir, device='cpu') -> dict[str, Method]:
+def stage_methods(cfg: Profile, run_dir, device='cpu',
+                  load: Callable = load_generator,   # (cfg, path, device) -> G; 05's arm_generator prefers G_ema
+                  ) -> dict[str, Method]:
     "`{label: Method}` for every finished generator stage of `run_dir` that fits the profile's network."
     out = {}
     for s in generator_stages(run_dir):
         p = final_path(run_dir, s)
-        try: G = load_generator(cfg, p, device)
+        try: G = load(cfg, p, device)
         except (ValueError, RuntimeError, KeyError) as e:
             print(f'skipping stage {s!r}: {e}')
             continue
@@ -188,8 +190,8 @@ def evaluate(methods: dict[str, Method] | Sequence[Method],   # what to compare 
 
 # %% ../nbs/07_evaluate.ipynb #094ff0d5
 LABELS = {'psnr': 'PSNR-Y', 'ssim': 'SSIM-Y', 'niqe': 'NIQE', 'ma': 'Ma', 'pi': 'PI', 'rmse': 'RMSE',
-          'delta_e': 'ΔE00', 'psnr_rgb': 'PSNR-RGB'}                             # column labels
-DECIMALS = {'psnr': 2, 'ssim': 4, 'rmse': 2, 'delta_e': 2, 'psnr_rgb': 2}    # digits shown; other metrics: 3
+          'delta_e': 'ΔE00', 'psnr_rgb': 'PSNR-RGB', 'grid': 'grid'}                 # column labels
+DECIMALS = {'psnr': 2, 'ssim': 4, 'rmse': 2, 'delta_e': 2, 'psnr_rgb': 2, 'grid': 2}   # digits shown; others: 3
 
 # %% ../nbs/07_evaluate.ipynb #a34cc950
 def results_table(df: pd.DataFrame,                   # tidy results from evaluate

@@ -12,22 +12,24 @@ from typing import Sequence
 
 
 from .config import MULTI_PREFIX, Profile, get_profile, seed_profile
-from .gan import level_builder, train_gan
+from .gan import level_builder
 from .method import MultiRankerLoss
-from .ranker import ensure_ranker, load_ranker
-from .stages import checkpoint_path
-from .train import ensure_srresnet
+from .ranker import ensure_rank_dataset, load_ranker, train_ranker
+from .stages import Stage, checkpoint_path, ensure
+from .train import SRRESNET, Recipe, gan_recipe, train_stage
 
 # %% auto #0
-__all__ = ['LEVEL_RANKER_LEVELS', 'level_profile', 'RankerTerm', 'train_multi_ranksrgan', 'ensure_level_ranker',
-           'parse_weight_grid', 'setting_stage', 'MultiRankerLoss']
+__all__ = ['LEVEL_RANKER_LEVELS', 'level_profile', 'LEVEL_RANKER', 'level_order_profile', 'RankerTerm', 'multi_recipe',
+           'train_multi_ranksrgan', 'ensure_level_ranker', 'parse_weight_grid', 'setting_stage', 'MultiRankerLoss']
 
 # %% ../nbs/06_multi_ranker.ipynb #ccf29012
 LEVEL_RANKER_LEVELS = ('hr', 'srgan', 'srresnet')   # best first: a real photograph, then the two generators
 
-def level_profile(cfg: Profile) -> Profile:
+def level_order_profile(cfg: Profile) -> Profile:
     "The profile of the method-ordered Ranker: levels HR > SRGAN > SRResNet, labelled by level, no NIQE filters."
     return get_profile(cfg, rank_levels=LEVEL_RANKER_LEVELS, label_metric='level', rank_diff_min=-1.0, rank_noise_k=0.0)
+
+level_profile = level_order_profile   # the old name (issue 22): "level" alone means a rank level
 
 # %% ../nbs/06_multi_ranker.ipynb #ab1c0588
 @dataclass(frozen=True)
@@ -38,10 +40,8 @@ class RankerTerm:
     weight: float
     bias: float = 0.0
 
-def train_multi_ranksrgan(cfg: Profile, run_dir, terms: Sequence[RankerTerm], stage: str,
-                          init: str | os.PathLike | None = None, resume: bool = True, cbs=()) -> Path:
-    "RankSRGAN with the sum of several rank-content losses, seeded as 05's first pair; returns its final.pth."
-    init = checkpoint_path(init, 'generator') if init else ensure_srresnet(cfg, run_dir)
+def multi_recipe(cfg: Profile, stage: str, init: str | os.PathLike, terms: Sequence[RankerTerm]) -> Recipe:
+    "03's gan_recipe plus one rank-content term per Ranker of non-zero weight (each logged as l_g_rank_<name>)."
     active = [t for t in terms if t.weight != 0]
     Rs = {t.name: load_ranker(cfg, checkpoint_path(t.path, f'Ranker {t.name!r}')) for t in active}
     def named(device):   # one logged term per Ranker; the GAN step sums them, which is MultiRankerLoss.forward
@@ -50,15 +50,29 @@ def train_multi_ranksrgan(cfg: Profile, run_dir, terms: Sequence[RankerTerm], st
         return {f'l_g_rank_{n}': term for n, term in loss.rank_terms.items()}
     meta = {'rankers': [(t.name, Path(t.path).name, t.weight, t.bias) for t in active],
             'rank_reduction': cfg.rank_reduction, 'ranker_bn': cfg.ranker_bn}
-    return train_gan(seed_profile(cfg, cfg.gan_seeds[0]), run_dir, stage, init=init,
-                     extra_losses=named if active else None, extra_models={f'R_{n}': R for n, R in Rs.items()},
-                     meta_extra=meta, resume=resume, cbs=cbs)
+    return gan_recipe(cfg, stage, init, extra_losses=named if active else None,
+                      extra_models={f'R_{n}': R for n, R in Rs.items()}, meta_extra=meta)
+
+# %% ../nbs/06_multi_ranker.ipynb #0983cb75
+def train_multi_ranksrgan(cfg: Profile, run_dir, terms: Sequence[RankerTerm], stage: str,
+                          init: str | os.PathLike | None = None, resume: bool = True, cbs=()) -> Path:
+    "RankSRGAN with the sum of several rank-content losses, seeded as 05's first seed; returns its final.pth."
+    init = checkpoint_path(init, 'generator') if init else ensure(SRRESNET, cfg, run_dir, f'{stage} starts from it')
+    run = seed_profile(cfg)
+    return train_stage(run, run_dir, multi_recipe(run, stage, init, terms), resume, cbs)
 
 # %% ../nbs/06_multi_ranker.ipynb #7de9a9ec
+def _train_level_ranker(cfg: Profile, run_dir) -> Path:
+    "The method-ordered Ranker on its own rank dataset (built first, with the generator levels it needs)."
+    data = ensure_rank_dataset(cfg, run_dir, 'rank_dataset_level', build_level=level_builder(cfg, run_dir))
+    return train_ranker(cfg, run_dir, *data, 'ranker_level')
+
+LEVEL_RANKER = Stage('ranker_level', ('r_nf', 'label_metric', 'ranker_design'), _train_level_ranker, '06_multi_ranker',
+                     level_order_profile)
+
 def ensure_level_ranker(cfg: Profile, run_dir) -> Path:
-    "The method-ordered Ranker (built, with its rank dataset, if missing)."
-    return ensure_ranker(level_profile(cfg), run_dir, stage='ranker_level', data_name='rank_dataset_level',
-                         build_level=level_builder(cfg, run_dir))
+    "The method-ordered Ranker, trained (with its rank dataset) if missing: `ensure(LEVEL_RANKER, ...)`."
+    return ensure(LEVEL_RANKER, cfg, run_dir)
 
 # %% ../nbs/06_multi_ranker.ipynb #df2961d7
 def parse_weight_grid(grid: str, unit: float = 1.0) -> list[tuple[float, float]]:

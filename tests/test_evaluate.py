@@ -1,4 +1,5 @@
-"""07_evaluate: methods, stages, test sets, the tidy evaluation with its cache, tables, the PD plane and the before/after slider."""
+"""07_evaluate: methods, stages, test sets, the tidy evaluation with its cache, tables, the PD plane and the
+before/after slider."""
 import io
 import math
 import warnings
@@ -51,7 +52,9 @@ def upsample_ref(lr, s):
 class Counting:
     "A method function that counts its calls (bicubic underneath)."
     def __init__(self, scale=4): self.calls, self.bic = 0, E.bicubic_method(scale)
-    def __call__(self, lr): self.calls += 1; return self.bic(lr)
+    def __call__(self, lr):
+        self.calls += 1
+        return self.bic(lr)
 
 
 @pytest.fixture(scope='module')
@@ -110,7 +113,8 @@ def test_official_method_mmsr_layout(tmp_path):
 
 def test_parse_official():
     assert E.parse_official('') == [] and E.parse_official(None) == []
-    assert E.parse_official('A=/w/a.pth:rrdb,  B = /w/b.pth ,') == [('A', '/w/a.pth', 'rrdb'), ('B', '/w/b.pth', 'srresnet')]
+    assert E.parse_official('A=/w/a.pth:rrdb,  B = /w/b.pth ,') == [('A', '/w/a.pth', 'rrdb'),
+                                                                   ('B', '/w/b.pth', 'srresnet')]
     for bad, msg in (('/w/a.pth', "expected 'name=path'"), ('A=', "expected 'name=path'"), ('=x.pth', "expected"),
                      ('A=/w/a.pth:esrgan', 'arch must be one of')):
         with pytest.raises(ValueError, match=msg):
@@ -118,6 +122,22 @@ def test_parse_official():
 
 
 # ------------------------------------------------------------------ stages of a run
+def test_stage_methods_load_takes_the_ema_generator(cfg, tmp_path):
+    "With 05's arm_generator as `load`, an arm that kept G_ema is evaluated with it; by default with G."
+    from ranksrgan_nb import gan as GN
+    torch.manual_seed(0)
+    G, E_ = build_generator(cfg), build_generator(cfg)         # identity init: the outputs are images, not zeros
+    with torch.no_grad():
+        for q in E_.parameters(): q.add_(0.02 * torch.randn_like(q))
+    save_final(tmp_path, 'control', {'G': G.state_dict(), 'G_ema': E_.state_dict()},
+               stage_meta(cfg, ('scale', 'g_nf', 'g_nb')))
+    lr = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    want = {'G': E.generator_method('g', G)(lr), 'G_ema': E.generator_method('e', E_)(lr)}
+    assert np.array_equal(E.stage_methods(cfg, tmp_path)['SRGAN (control)'](lr), want['G'])
+    assert np.array_equal(E.stage_methods(cfg, tmp_path, load=GN.arm_generator)['SRGAN (control)'](lr), want['G_ema'])
+    assert not np.array_equal(want['G'], want['G_ema'])
+
+
 def test_stage_methods_finds_generators_only(cfg, tmp_path, capsys):
     meta = stage_meta(cfg, ('scale', 'g_nf', 'g_nb'))
     torch.manual_seed(0)
@@ -126,8 +146,10 @@ def test_stage_methods_finds_generators_only(cfg, tmp_path, capsys):
     save_final(tmp_path, 'ranker', {'R': {}}, {})                        # a Ranker stage: not a generator
     (tmp_path / 'srresnet').mkdir()                                      # started, never finished: no final.pth
     (tmp_path / 'srresnet' / 'ckpt_0000002.pth').write_bytes(b'')
-    (tmp_path / 'broken').mkdir(); (tmp_path / 'broken' / 'final.pth').write_bytes(b'not a checkpoint')
-    save_final(tmp_path, 'wide', {'G': SRResNet(nf=cfg.g_nf * 2, nb=cfg.g_nb).state_dict()}, meta | {'g_nf': cfg.g_nf * 2})
+    (tmp_path / 'broken').mkdir()
+    (tmp_path / 'broken' / 'final.pth').write_bytes(b'not a checkpoint')
+    save_final(tmp_path, 'wide', {'G': SRResNet(nf=cfg.g_nf * 2, nb=cfg.g_nb).state_dict()},
+               meta | {'g_nf': cfg.g_nf * 2})
     (tmp_path / 'notes.txt').write_text('a file, not a stage')
     assert E.generator_stages(tmp_path) == ['srgan', 'ranksrgan', 'multi_n0.03_l0', 'wide', 'zz_custom']
     ms = E.stage_methods(cfg, tmp_path)
@@ -235,7 +257,8 @@ def test_results_table_means_by_hand(rng):
     sums = {}
     for r in df.itertuples():
         s = sums.setdefault((r.method, r.dataset, r.metric), [0.0, 0])
-        s[0] += r.value; s[1] += 1
+        s[0] += r.value
+        s[1] += 1
     for (m, d, k), (total, n) in sums.items():
         if k != 'rmse':
             assert t.loc[m, (d, k)] == pytest.approx(total / n, rel=1e-12)
@@ -251,7 +274,7 @@ def test_to_markdown_bold_best_by_direction():
                       columns=['dataset', 'image', 'method', 'metric', 'value'])
     md = E.to_markdown(E.results_table(df))
     lines = md.strip().split('\n')
-    assert lines[0] == '| Method | D PSNR-Y ↑ | D NIQE ↓ | D custom | D SSIM-Y ↑ |'      # custom: not registered, no arrow
+    assert lines[0] == '| Method | D PSNR-Y ↑ | D NIQE ↓ | D custom | D SSIM-Y ↑ |'   # custom: not registered: no arrow
     assert lines[1] == '|:---|---:|---:|---:|---:|'
     assert lines[2] == '| A | **30.00** | 4.000 | 1.000 | **0.1235** |'
     assert lines[3] == '| B | 25.00 | **3.000** | 2.000 | – |'                           # HR's 2.5 is not "best"
@@ -275,15 +298,20 @@ def test_pd_points_by_hand(rng):
 
 def test_pd_plane_legend_and_zoom():
     import matplotlib.pyplot as plt
-    rows = [('S', 'i', m, k, v) for m, r, n in (('A', 9.0, 7.0), ('B', 9.5, 7.2)) for k, v in (('rmse', r), ('niqe', n))]
+    rows = [('S', 'i', m, k, v) for m, r, n in (('A', 9.0, 7.0), ('B', 9.5, 7.2))
+            for k, v in (('rmse', r), ('niqe', n))]
     df = pd.DataFrame(rows + [('S', 'i', 'HR', 'niqe', 3.0)], columns=['dataset', 'image', 'method', 'metric', 'value'])
     ax = E.pd_plane(df)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ['A', 'B', 'HR']   # one dataset: no marker entries
     (ins,) = ax.child_axes                                   # HR 4 NIQE below, methods 0.2 apart: zoomed inset
     assert len(ins.collections) == 2 and ins.get_ylim()[0] > 6.5 and ins.get_xlim()[0] > 8.5
     plt.close(ax.figure)
-    ax = E.pd_plane(df, zoom=False); assert not ax.child_axes; plt.close(ax.figure)
-    ax = E.pd_plane(df, reference=None); assert not ax.child_axes; plt.close(ax.figure)   # HR has no RMSE: not drawn
+    ax = E.pd_plane(df, zoom=False)
+    assert not ax.child_axes
+    plt.close(ax.figure)
+    ax = E.pd_plane(df, reference=None)
+    assert not ax.child_axes
+    plt.close(ax.figure)  # HR has no RMSE: not drawn
 
 
 # ------------------------------------------------------------------ before / after
@@ -294,12 +322,14 @@ def test_before_after():
     np.testing.assert_array_equal(E.before_after(a, b, 0.0), b)
     np.testing.assert_array_equal(E.before_after(a, b, 1.0), a)
     c = E.before_after(a, b, 0.5, line=2)                    # split at round(5.5) = 6: the line covers 5 and 6
-    np.testing.assert_array_equal(c[:, :5], a[:, :5]); np.testing.assert_array_equal(c[:, 7:], b[:, 7:])
+    np.testing.assert_array_equal(c[:, :5], a[:, :5])
+    np.testing.assert_array_equal(c[:, 7:], b[:, 7:])
     assert (c[:, 5:7] == 255).all()
     np.testing.assert_array_equal(E.before_after(a, b, 3 / 11, line=0)[:, :3], a[:, :3])
     np.testing.assert_array_equal(E.before_after(a, b, 3 / 11, line=0)[:, 3:], b[:, 3:])
-    np.testing.assert_array_equal(E.before_after(a, b, 1 / 11, line=4)[:, 3:], b[:, 3:])   # a line at the edge is clipped
-    np.testing.assert_array_equal(a, a0); np.testing.assert_array_equal(b, b0)              # inputs untouched
+    np.testing.assert_array_equal(E.before_after(a, b, 1 / 11, line=4)[:, 3:], b[:, 3:])   # a line at the edge: clipped
+    np.testing.assert_array_equal(a, a0)
+    np.testing.assert_array_equal(b, b0)  # inputs untouched
     g = E.before_after(a[..., 0], b[..., 0], 0.5, line=1, value=0)                          # gray
     assert g.shape == (6, 11) and (g[:, 6] == 0).all() and (g[:, :6] == a[:, :6, 0]).all()
     rgba = E.before_after(np.dstack([a, a[..., :1]]), np.dstack([b, b[..., :1]]), 0.5)
@@ -344,14 +374,16 @@ def test_visual_comparison_reads_the_cache_and_the_table(images, tmp_path):
     v = df.set_index(['image', 'method', 'metric']).value
     assert fig.axes[0].get_title() == f"Bic\n{v['a', 'Bic', 'psnr']:.2f} dB" and fig.axes[1].get_title() == 'HR'
     y0, y1, x0, x1 = E.detail_box(ds[0]['hr'], (64, 80))
-    np.testing.assert_array_equal(fig.axes[0].images[0].get_array(), read_image(tmp_path / 'syn' / 'Bic' / 'a.png')[y0:y1, x0:x1])
+    np.testing.assert_array_equal(fig.axes[0].images[0].get_array(),
+                                  read_image(tmp_path / 'syn' / 'Bic' / 'a.png')[y0:y1, x0:x1])
     plt.close(fig)
 
 
 # ------------------------------------------------------------------ seeds among the stages
 def test_generator_stages_put_seeds_after_their_first(cfg, tmp_path):
     meta = stage_meta(cfg, ('scale', 'g_nf', 'g_nb'))
-    for s in ('ranksrgan_s11', 'zz', 'srgan', 'srgan_s11', 'ranksrgan_s3', 'ranksrgan', 'srresnet', 'multi_n0_l0.03', 'srgan_plus'):
+    for s in ('ranksrgan_s11', 'zz', 'srgan', 'srgan_s11', 'ranksrgan_s3', 'ranksrgan', 'srresnet', 'multi_n0_l0.03',
+              'srgan_plus'):
         save_final(tmp_path, s, {'G': build_generator(cfg).state_dict()}, meta)
     assert E.generator_stages(tmp_path) == ['srresnet', 'srgan', 'srgan_s11', 'srgan_plus', 'ranksrgan', 'ranksrgan_s3',
                                             'ranksrgan_s11', 'multi_n0_l0.03', 'zz']
@@ -359,7 +391,7 @@ def test_generator_stages_put_seeds_after_their_first(cfg, tmp_path):
                                                          'RankSRGAN (seed 3)', 'RankSRGAN (seed 11)']
 
 
-# ------------------------------------------------------------------ colour metrics (stand-ins when 01 does not register them yet)
+# ------------------------------------------------------------ colour metrics (stand-ins when 01 does not register them)
 def _lowpass8(a):
     h, w = a.shape[0] // 8 * 8, a.shape[1] // 8 * 8
     return a[:h, :w].astype(np.float64).reshape(h // 8, 8, w // 8, 8, 3).mean((1, 3)) / 255.0
@@ -372,27 +404,32 @@ def colour_metrics():
     from ranksrgan_nb.metrics import psnr, register_metric
     added = []
     if 'delta_e' not in METRICS:
-        register_metric('delta_e', lambda a, b, crop_border=0: float(deltaE_ciede2000(rgb2lab(_lowpass8(b)), rgb2lab(_lowpass8(a))).mean()),
-                        higher_is_better=False, full_reference=True); added.append('delta_e')
+        de = lambda a, b, crop_border=0: float(deltaE_ciede2000(rgb2lab(_lowpass8(b)), rgb2lab(_lowpass8(a))).mean())
+        register_metric('delta_e', de, higher_is_better=False, full_reference=True)
+        added.append('delta_e')
     if 'psnr_rgb' not in METRICS:
         register_metric('psnr_rgb', lambda a, b, crop_border=0: psnr(a, b, crop_border=crop_border, color='rgb'),
-                        higher_is_better=True, full_reference=True); added.append('psnr_rgb')
+                        higher_is_better=True, full_reference=True)
+        added.append('psnr_rgb')
     yield
     for k in added: METRICS.pop(k)
 
 
 def test_colour_metrics_in_every_table(images, colour_metrics):
     ds = {'syn': TestImageDataset(images, 4)}
-    tint = E.Method('tint', lambda lr: np.clip(E.bicubic_method(4)(lr).astype(int) + [30, 0, -30], 0, 255).astype(np.uint8))
+    tint = E.Method('tint', lambda lr: np.clip(E.bicubic_method(4)(lr).astype(int) + [30, 0, -30], 0, 255)
+                    .astype(np.uint8))
     df = E.evaluate([E.bicubic_method(4), tint], ds)
     t = E.results_table(df)
-    assert [m for _, m in t.columns] == ['psnr', 'ssim', 'niqe', 'delta_e', 'psnr_rgb'] or {'delta_e', 'psnr_rgb'} <= {m for _, m in t.columns}
+    assert ([m for _, m in t.columns] == ['psnr', 'ssim', 'niqe', 'delta_e', 'psnr_rgb']
+            or {'delta_e', 'psnr_rgb'} <= {m for _, m in t.columns})
     head = E.to_markdown(t).split('\n')[0]
     assert 'syn ΔE00 ↓' in head and 'syn PSNR-RGB ↑' in head and 'syn PSNR-Y ↑' in head and 'syn SSIM-Y ↑' in head
     row = [r for r in E.to_markdown(t).split('\n') if r.startswith('| tint |')][0].split(' | ')
-    assert row[[c.strip() for c in head.split('|')[1:-1]].index('syn ΔE00 ↓')] == f"{t.loc['tint', ('syn', 'delta_e')]:.2f}"
+    col = [c.strip() for c in head.split('|')[1:-1]].index('syn ΔE00 ↓')
+    assert row[col] == f"{t.loc['tint', ('syn', 'delta_e')]:.2f}"
     c = E.colour_check(df)
-    assert list(c.index) == ['tint'] and c.loc['tint', 'excess'] > 1 and not c.loc['tint', 'ok']   # a visible tint fails
+    assert list(c.index) == ['tint'] and c.loc['tint', 'excess'] > 1 and not c.loc['tint', 'ok']   # a tint fails
 
 
 def test_colour_check_by_hand():
@@ -405,7 +442,7 @@ def test_colour_check_by_hand():
     assert c.loc['G', 'delta_e'] == pytest.approx(1.55) and c.loc['G', 'Bicubic'] == pytest.approx(0.6)
     assert c.loc['G', 'excess'] == pytest.approx(0.95) and c.loc['G', 'ok']                     # within 1 dE
     assert not E.colour_check(df, ['S'], tolerance=0.9).loc['G', 'ok']
-    pooled = E.colour_check(df)                                                                  # every image of every set
+    pooled = E.colour_check(df)                                                        # every image of every set
     assert pooled.loc['G', 'delta_e'] == pytest.approx((1.4 + 1.7 + 50.0) / 3) and not pooled.loc['G', 'ok']
     with pytest.raises(ValueError, match='registered'):
         E.colour_check(df, metric='psnr_rgb')
@@ -416,9 +453,10 @@ def test_colour_check_by_hand():
 # ------------------------------------------------------------------ bicubic against the literature
 def test_bicubic_vs_literature():
     cols = pd.MultiIndex.from_tuples([(d, m) for d in ('Set5', 'Set14', 'CBSD68') for m in ('psnr', 'ssim')])
-    t = pd.DataFrame([[28.43, 0.8113, 26.09, 0.7050, 26.07, 0.6833], [1, 1, 1, 1, 1, 1]], index=['Bicubic', 'X'], columns=cols)
+    t = pd.DataFrame([[28.43, 0.8113, 26.09, 0.7050, 26.07, 0.6833], [1, 1, 1, 1, 1, 1]], index=['Bicubic', 'X'],
+                     columns=cols)
     b = E.bicubic_vs_literature(t)
-    assert list(b.index) == ['Set5', 'Set14']                                                    # CBSD68 has no literature row
+    assert list(b.index) == ['Set5', 'Set14']                                          # CBSD68 has no literature row
     assert b.loc['Set14', 'PSNR-Y difference'] == pytest.approx(0.09) and b.loc['Set5', 'SSIM-Y literature'] == 0.8104
     assert E.bicubic_vs_literature(t, 'X').loc['Set5', 'PSNR-Y here'] == 1
     assert E.bicubic_vs_literature(t[['CBSD68']]).empty
@@ -429,7 +467,8 @@ def test_gray_image_gains_20log10_255_over_219_on_y(images):
     rgb = np.repeat(g[..., None], 3, -1)
     sr = E.bicubic_method(4)(bicubic_degrade(modcrop(rgb, 4), 4))
     hr = modcrop(rgb, 4)
-    gray = 10 * math.log10(255.0 ** 2 / np.mean((sr[4:-4, 4:-4, 0].astype(float) - hr[4:-4, 4:-4, 0]) ** 2))   # MATLAB: the one channel
+    # MATLAB: the one channel
+    gray = 10 * math.log10(255.0 ** 2 / np.mean((sr[4:-4, 4:-4, 0].astype(float) - hr[4:-4, 4:-4, 0]) ** 2))
     assert psnr_ref(sr, hr, 4) - gray == pytest.approx(20 * math.log10(255 / 219), abs=1e-9)
     assert E.image_metrics(sr, hr, ['psnr'], 4)['psnr'] == pytest.approx(psnr_ref(sr, hr, 4), abs=1e-9)
 
@@ -453,7 +492,7 @@ def test_paired_differences():
     assert len(d) == 10 and all(d[k] == v[k + ('B', 'niqe')] - v[k + ('A', 'niqe')] for k in d.index)
     assert list(E.paired_differences(df, 'A', 'B', 'niqe', ['S2']).index.get_level_values(0).unique()) == ['S2']
     bad = df.copy()
-    bad.loc[(bad.image == 'i0') & (bad.method == 'B') & (bad.metric == 'niqe'), 'value'] = [np.nan, np.inf]   # both sets
+    bad.loc[(bad.image == 'i0') & (bad.method == 'B') & (bad.metric == 'niqe'), 'value'] = [np.nan, np.inf]   # 2 sets
     bad = bad[~((bad.image == 'i1') & (bad.method == 'A'))]                                  # a missing value
     assert len(E.paired_differences(bad, 'A', 'B', 'niqe')) == 10 - 2 - 2
     with pytest.raises(ValueError, match=r"no niqe values of \['C'\]"):
@@ -464,7 +503,8 @@ def test_paired_stats_against_scipy():
     from scipy.stats import wilcoxon
     d = E.paired_differences(_pairs_df(), 'A', 'B', 'niqe').to_numpy()
     s = E.paired_stats(d, 'niqe')
-    n = len(d); mean = sum(d) / n
+    n = len(d)
+    mean = sum(d) / n
     assert s['n'] == n and s['mean'] == pytest.approx(mean, rel=1e-12)
     assert s['se'] == pytest.approx(math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1) / n), rel=1e-12)
     assert s['p'] == pytest.approx(wilcoxon(list(d)).pvalue, rel=1e-12) and s['p'] < 0.05
@@ -477,30 +517,36 @@ def test_paired_stats_against_scipy():
 def test_paired_stats_edge_cases():
     import warnings
     with warnings.catch_warnings():
-        warnings.simplefilter('error')                                     # identical methods: no scipy warning or error
+        warnings.simplefilter('error')                                   # identical methods: no scipy warning or error
         same = E.paired_stats(np.zeros(7), 'niqe')
     assert same == {'n': 7, 'mean': 0.0, 'se': 0.0, 'p': 1.0, 'improved': 0.0}
     one = E.paired_stats(np.array([0.3]), 'niqe')
     assert one['n'] == 1 and math.isnan(one['se']) and one['p'] == 1.0 and one['improved'] == 0.0
     empty = E.paired_stats(np.array([]), 'psnr')
     assert empty['n'] == 0 and all(math.isnan(empty[k]) for k in ('mean', 'se', 'p', 'improved'))
-    ties = E.paired_stats(np.array([0.0, 0.0, -1.0, -2.0, -3.0]), 'niqe')                      # zeros are dropped by Wilcoxon
+    ties = E.paired_stats(np.array([0.0, 0.0, -1.0, -2.0, -3.0]), 'niqe')              # zeros are dropped by Wilcoxon
     from scipy.stats import wilcoxon
     assert ties['p'] == pytest.approx(wilcoxon([-1.0, -2.0, -3.0]).pvalue) and ties['improved'] == 0.6
 
 
 def test_paired_table_and_markdown(capsys):
     df = _pairs_df()
-    t = E.paired_table(df, {'s1': ('A', 'B'), 'gone': ('A', 'Missing'), 'rev': ('B', 'A')}, metrics=['niqe', 'psnr'], datasets=['S1'])
-    assert list(t.index) == ['s1', 'rev'] and 'pair' in capsys.readouterr().out and "'gone'" in capsys.readouterr().out + "'gone'"
+    t = E.paired_table(df, {'s1': ('A', 'B'), 'gone': ('A', 'Missing'), 'rev': ('B', 'A')}, metrics=['niqe', 'psnr'],
+                       datasets=['S1'])
+    assert list(t.index) == ['s1', 'rev'] and 'pair' in capsys.readouterr().out
+    assert "'gone'" in capsys.readouterr().out + "'gone'"
     assert list(t.columns) == [(m, k) for m in ('niqe', 'psnr') for k in E.PAIRED_COLUMNS]
     want = E.paired_stats(E.paired_differences(df, 'A', 'B', 'niqe', ['S1']), 'niqe')
-    assert t.loc['s1', ('niqe', 'n')] == 6 and all(t.loc['s1', ('niqe', k)] == pytest.approx(v) for k, v in want.items())
+    assert t.loc['s1', ('niqe', 'n')] == 6
+    assert all(t.loc['s1', ('niqe', k)] == pytest.approx(v) for k, v in want.items())
     assert t.loc['rev', ('niqe', 'mean')] == pytest.approx(-t.loc['s1', ('niqe', 'mean')])
     md = E.paired_markdown(t).split('\n')
-    assert md[0] == ('| pair | images | ΔNIQE (mean ± SE) | p (Wilcoxon) | improved | ΔPSNR-Y (mean ± SE) | p (Wilcoxon) | improved |')
+    assert md[0] == ('| pair | images | ΔNIQE (mean ± SE) | p (Wilcoxon) | improved | ΔPSNR-Y (mean ± SE) | '
+                     'p (Wilcoxon) | improved |')
     m, se, p, imp = (t.loc['s1', ('niqe', k)] for k in ('mean', 'se', 'p', 'improved'))
-    assert md[2] == f'| s1 | 6 | {m:+.3f} ± {se:.3f} | {p:.2g} | {100 * imp:.0f} % | -0.10 ± 0.00 | {t.loc["s1", ("psnr", "p")]:.2g} | 0 % |'
+    p_psnr = t.loc['s1', ('psnr', 'p')]
+    assert md[2] == (f'| s1 | 6 | {m:+.3f} ± {se:.3f} | {p:.2g} | {100 * imp:.0f} % | -0.10 ± 0.00 | {p_psnr:.2g} '
+                     '| 0 % |')
     assert E.paired_table(df, {'x': ('A', 'Z')}).empty                                       # every pair missing: empty
 
 
@@ -526,7 +572,8 @@ def test_shipped_default_width_fits_and_loads(tmp_path):
     assert f == tmp_path / 'w' / 'srgan.pth' and f.stat().st_size <= 4_000_000
     sd = torch.load(f, weights_only=True)
     assert all(v.dtype == torch.float16 for v in sd.values())
-    H = SRResNet(); H.load_state_dict({k: v.float() for k, v in sd.items()})            # the documented way
+    H = SRResNet()
+    H.load_state_dict({k: v.float() for k, v in sd.items()})  # the documented way
     for k, v in G.state_dict().items():
         assert torch.equal(H.state_dict()[k], v.half().float())
     with pytest.raises(ValueError, match='more than the 1,000,000 of a shipped'):
@@ -544,16 +591,20 @@ def test_shipped_smoke_run_loads_in_the_cli(tmp_path, monkeypatch, images):
     from ranksrgan_nb.models import Ranker
     cfg = get_profile('smoke', sr_iters=3, gan_iters=2, ckpt_every=2, val_every=2, log_every=1, device='cpu')
     sr = T.train_srresnet(cfg, tmp_path / 'run')
-    rk = T.save_final(tmp_path / 'run', 'ranker', {'R': Ranker(nf=cfg.r_nf).state_dict()}, {'r_nf': cfg.r_nf, 'label_metric': 'niqe'})
-    GN.ensure_gan_runs(cfg, tmp_path / 'run', ranker=rk, init=sr)
+    rk = T.save_final(tmp_path / 'run', 'ranker', {'R': Ranker(nf=cfg.r_nf).state_dict()},
+                      {'r_nf': cfg.r_nf, 'label_metric': 'niqe'})
+    T.train_gan(cfg, tmp_path / 'run', 'srgan', init=sr)                        # 03's SRGAN: the arms' start
+    GN.ensure_arms(cfg, tmp_path / 'run', ('ranksrgan',), ranker=rk)
     files = E.write_shipped(tmp_path / 'run', tmp_path / 'weights')
     assert sorted(files) == ['ranksrgan', 'srgan', 'srresnet'] == sorted(cli.SHIPPED)
     monkeypatch.setattr(cli, 'WEIGHTS_DIR', tmp_path / 'weights')
     write_image(tmp_path / 'in' / 'x.png', images['a'][:40, :44])
-    assert cli.main(['sr', str(tmp_path / 'in' / 'x.png'), '-o', str(tmp_path / 'out'), '--weights', 'ranksrgan', '--device', 'cpu']) == 0
+    assert cli.main(['sr', str(tmp_path / 'in' / 'x.png'), '-o', str(tmp_path / 'out'), '--weights', 'ranksrgan',
+                     '--device', 'cpu']) == 0
     got = read_image(tmp_path / 'out' / 'x.png')
-    full = E.generator_method('r', T.load_generator(cfg, T.final_path(tmp_path / 'run', 'ranksrgan')))(images['a'][:40, :44])
-    assert got.shape == full.shape and np.abs(got.astype(int) - full).max() <= 2                # fp16 weights: a grey level or two
+    G = T.load_generator(cfg, T.final_path(tmp_path / 'run', 'ranksrgan'))
+    full = E.generator_method('r', G)(images['a'][:40, :44])
+    assert got.shape == full.shape and np.abs(got.astype(int) - full).max() <= 2      # fp16 weights: a grey level
     readme = E.shipped_readme(files, cfg, tmp_path / 'run', '| Method | x |\n').read_text()
     for name, f in files.items():
         assert f'`{hashlib.sha256(f.read_bytes()).hexdigest()}`' in readme and f'| `{name}.pth` | {name} |' in readme

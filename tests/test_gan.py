@@ -182,30 +182,120 @@ def test_seed_stage_names():
 
 def test_gan_runs_and_seed_profile():
     cfg = get_profile('cpu')
-    assert GN.gan_runs(cfg) == [(10, 'srgan', 'ranksrgan'), (11, 'srgan_s11', 'ranksrgan_s11')]
-    assert GN.gan_runs(get_profile('smoke')) == [(10, 'srgan', 'ranksrgan')]
+    assert GN.gan_runs(cfg) == [(10, 'control', 'ranksrgan'), (11, 'control_s11', 'ranksrgan_s11')]
+    assert GN.gan_runs(get_profile('smoke')) == [(10, 'control', 'ranksrgan')]
     p = GN.seed_profile(cfg, 11)
     others = lambda c: {f: getattr(c, f) for f in vars(cfg) if f != 'seed'}
     assert p.seed == 11 and others(p) == others(cfg)
 
 
-def test_pairs_share_seed_and_data_order(cfg, tmp_path):
-    """Two seeds: each pair trains with its own seed; with w_R = 0 RankSRGAN is bit for bit the SRGAN of the same seed,
-    so nothing but the rank term differs inside a pair; the two seeds differ."""
+def test_arms_share_start_seed_and_data_order(cfg, tmp_path):
+    """Two seeds: each seed's arms train with its seed from one start; with w_R = 0 the RankSRGAN arm is bit for bit the
+    control of the same seed, so nothing but the extra term differs between arms; the two seeds differ."""
     two = get_profile(cfg, gan_seeds=(10, 11), w_R=0.0)
     sr = T.train_srresnet(two, tmp_path)
-    runs = GN.ensure_gan_runs(two, tmp_path, init=sr)
-    assert {s: (a.parent.name, b.parent.name) for s, (a, b) in runs.items()} == \
-        {10: ('srgan', 'ranksrgan'), 11: ('srgan_s11', 'ranksrgan_s11')}
-    for s, (a, b) in runs.items():
-        wa, wb = _weights(a), _weights(b)
+    arms = GN.ensure_arms(two, tmp_path, ('control', 'ranksrgan'), start=sr)
+    assert {s: {a: p.parent.name for a, p in d.items()} for s, d in arms.items()} == \
+        {10: {'control': 'control', 'ranksrgan': 'ranksrgan'},
+         11: {'control': 'control_s11', 'ranksrgan': 'ranksrgan_s11'}}
+    for s, d in arms.items():
+        a, b = d['control'], d['ranksrgan']
         assert T.load_checkpoint(a)['meta']['seed'] == s == T.load_checkpoint(b)['meta']['seed']
-        _assert_same(wa, wb)                                                   # G and D, bit for bit
+        assert T.load_checkpoint(b)['meta']['arm'] == 'ranksrgan'
+        assert T.load_checkpoint(a)['meta']['start'] == 'srresnet'
+        _assert_same(_weights(a), _weights(b))                                 # G, D and G_ema, bit for bit
     first = lambda p: _weights(p)['G']['conv_first.weight']
-    assert not torch.equal(first(runs[10][0]), first(runs[11][0]))
+    assert not torch.equal(first(arms[10]['control']), first(arms[11]['control']))
+    runs = GN.ensure_gan_runs(two, tmp_path, init=sr)                          # the old wrapper: reused, same paths
+    assert runs == {s: (d['control'], d['ranksrgan']) for s, d in arms.items()}
     a, b = (T.stage_loader(GN.seed_profile(two, s), T.train_set(GN.seed_profile(two, s)), torch.device('cpu'))(0, 1)
             for s in (10, 11))
     assert not torch.equal(next(iter(a))['hr'], next(iter(b))['hr'])                  # the seed sets the data order
+
+
+def test_arm_recipe_starts_from_the_start_g_and_d(cfg, tmp_path):
+    torch.manual_seed(3)
+    G, D = T.build_generator(cfg), T.build_discriminator(cfg)
+    st = T.save_final(tmp_path, 'start', {'G': G.state_dict(), 'D': D.state_dict()}, {'scale': 4, 'g_nf': 8, 'g_nb': 2})
+    r = GN.arm_recipe(get_profile(cfg, ema_decay=0.9), 'control', 'control', st)
+    for k, net in (('G', G), ('D', D), ('G_ema', G)):
+        assert all(torch.equal(v, net.state_dict()[k2]) for (k2, v) in r.state.models[k].state_dict().items())
+    assert r.state.meta['ema_decay'] == 0.9 and r.state.meta['arm'] == 'control' and r.state.meta['start'] == 'start'
+    g_only = T.save_final(tmp_path, 'g_only', {'G': G.state_dict()}, {'scale': 4, 'g_nf': 8, 'g_nb': 2})
+    fresh = GN.arm_recipe(get_profile(cfg, ema_decay=0.0), 'control', 'control', g_only)
+    assert not all(torch.equal(v, D.state_dict()[k]) for k, v in fresh.state.models['D'].state_dict().items())
+    assert 'G_ema' not in fresh.state.models and 'ema_decay' not in fresh.state.meta      # ema_decay = 0: no EMA
+
+
+def test_arm_interrupted_and_resumed_is_bitwise_identical(cfg, tmp_path):
+    """An arm (the start's D loaded, G_ema kept) stopped at iteration 3 and resumed ends where an uninterrupted one
+    does."""
+    torch.manual_seed(3)
+    nets = {'G': T.build_generator(cfg).state_dict(), 'D': T.build_discriminator(cfg).state_dict()}
+    st = T.save_final(tmp_path, 'start', nets, {'scale': 4, 'g_nf': 8, 'g_nb': 2})
+    ema = get_profile(cfg, ema_decay=0.5)
+    full = GN.train_arm(ema, tmp_path / 'a', 'dniqe', start=st)
+    with pytest.raises(KeyboardInterrupt):
+        GN.train_arm(ema, tmp_path / 'b', 'dniqe', start=st, cbs=[T.HookCB(_stop_at(3))])
+    resumed = GN.train_arm(ema, tmp_path / 'b', 'dniqe', start=st)
+    _assert_same(_weights(full), _weights(resumed))
+    assert set(_weights(full)) == {'G', 'D', 'G_ema'}
+
+
+def test_arm_naming():
+    """Arms are named <arm> for the first seed and <arm>_s<seed> after; the control is never 03's 'srgan'."""
+    from ranksrgan_nb.config import split_seed, stage_label
+    three = get_profile('smoke', gan_seeds=(10, 11, 12))
+    names = {(a, s): GN.arm_stage(three, a, s).name for a in GN.ARMS for s in three.gan_seeds}
+    assert GN.ARMS == ('control', 'ranksrgan', 'dniqe') and 'srgan' not in names.values()
+    assert names[('control', 10)] == 'control' and names[('dniqe', 12)] == 'dniqe_s12'
+    assert split_seed('control_s11') == ('control', 11) and stage_label('control_s11') == 'SRGAN (control) (seed 11)'
+    assert stage_label('dniqe').startswith('dNIQE')
+    assert GN.arm_stage(three, 'ranksrgan', 11).profile(three).seed == 11
+    assert GN.arm_stage(three, 'dniqe').keys == GN.ARM_KEYS['dniqe'] and 'w_R' in GN.ARM_KEYS['dniqe']
+    with pytest.raises(ValueError, match='unknown arm'):
+        GN.arm_stage(three, 'srgan', 10)
+    with pytest.raises(ValueError, match='not one of gan_seeds'):
+        GN.arm_stage(three, 'control', 13)
+    with pytest.raises(ValueError, match='unknown arm'):
+        GN.train_arm(three, '/nowhere', 'esrgan')
+
+
+def test_seeds_agree_only_when_every_seed_does():
+    assert GN.seeds_agree([-0.1, -2.0, -0.01])
+    assert not GN.seeds_agree([-0.1, -2.0, 0.0])              # 0 is no improvement
+    assert not GN.seeds_agree([-3.0, 0.1])                    # a big mean does not outvote a seed
+    assert not GN.seeds_agree([]) and not GN.seeds_agree([-1.0, float('nan')])
+
+
+def test_arm_deltas_and_claim():
+    import pandas as pd
+    idx = pd.MultiIndex.from_tuples([(s, a) for s in (10, 11, 12) for a in ('control', 'ranksrgan', 'dniqe')],
+                                    names=['seed', 'arm'])
+    t = pd.DataFrame({'niqe': [5, 4.8, 3, 6, 5.5, 4, 5, 5.1, 3.5], 'psnr': [24, 23.9, 23, 24, 24.2, 23, 24, 23.7, 22],
+                      'grid': [1.0] * 9}, index=idx)
+    d = GN.arm_deltas(t)
+    assert list(d.index) == [10, 11, 12] and d.niqe.round(6).tolist() == [-0.2, -0.5, 0.1]
+    line = GN.effect_claim(d)
+    assert line.startswith('FAIL: RankSRGAN below the control on NIQE in 2 of 3 seeds') and 'mean ΔNIQE -0.200' in line
+    assert 'mean ΔPSNR-Y -0.07 dB' in line                                  # (-0.1 + 0.2 - 0.3) / 3
+    assert GN.effect_claim(GN.arm_deltas(t, 'dniqe'), 'dNIQE').startswith('PASS: dNIQE below the control')
+    assert GN.effect_claim(d, judged=False).startswith('(smoke: not judged)')
+
+
+def test_dniqe_loss_and_mirror_tile():
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 32, 48)
+    t = GN.mirror_tile(x)
+    assert t.shape == (2, 3, 256, 192) and torch.equal(t[..., 32:64, :48], x.flip(-2))
+    assert torch.equal(t[..., 64:96, 48:96], x.flip(-1))
+    from ranksrgan_nb.metrics import niqe_diff
+    sr = torch.rand(2, 3, 32, 48, requires_grad=True)
+    ref = 0.5 * torch.sigmoid((niqe_diff(GN.mirror_tile(sr), crop_border=0) - 6.0) / 2.0)
+    assert GN.dniqe_loss(0.5)(sr).item() == pytest.approx(ref.sum().item(), rel=1e-6)
+    assert GN.dniqe_loss(0.5, 'mean')(sr).item() == pytest.approx(ref.mean().item(), rel=1e-6)
+    GN.dniqe_loss(0.5)(sr).backward()
+    assert sr.grad is not None and sr.grad.abs().sum() > 0
 
 
 def test_ensure_reuses_and_refuses_other_settings(cfg, tmp_path):

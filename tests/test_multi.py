@@ -33,9 +33,14 @@ def test_parse_weight_grid():
     assert [MU.setting_stage(*s) for s in grid] == ['multi_n0.003_l0.003', 'multi_n0_l0.003', 'multi_n0.009_l0']
 
 
-def test_level_profile():
-    p = MU.level_profile(get_profile('cpu'))
+def test_level_order_profile_and_stage():
+    cpu = get_profile('cpu')
+    p = MU.level_order_profile(cpu)
     assert p.rank_levels == ('hr', 'srgan', 'srresnet') and p.label_metric == 'level' and p.rank_diff_min < 0
+    assert MU.level_profile is MU.level_order_profile                     # the old name still works
+    st = MU.LEVEL_RANKER
+    assert (st.name, st.notebook) == ('ranker_level', '06_multi_ranker') and st.profile(cpu) == p
+    assert 'label_metric' in st.keys                                      # a NIQE Ranker in its folder is refused
 
 
 def test_train_multi_logs_each_ranker_and_skips_zero_weight(tmp_path):
