@@ -107,7 +107,7 @@ def generator_for(sd: dict,      # a flat state dict: ours, mmsr names, or old B
 
 # %% ../nbs/08a_cli.ipynb #96636819
 def _generator_state(path: Path) -> dict:
-    "The generator's state dict in checkpoint `path`: G of a stage result, or an official one (flat or wrapped)."
+    "The generator's state dict in checkpoint `path`: G (or G_ema) of a stage result, or an official one."
     from ranksrgan_nb.models import CheckpointError, unwrap_state_dict
     from ranksrgan_nb.stages import load_checkpoint
     ck = load_checkpoint(path)
@@ -115,7 +115,7 @@ def _generator_state(path: Path) -> dict:
     if 'G' not in ck['weights']:                           # a stage result: {'weights': {'G': ...}, 'meta': ...}
         raise CheckpointError(f'{path} is the result of stage {ck.get("stage")!r}, which holds no generator '
                               f'({list(ck["weights"])}); give a generator stage such as srresnet, srgan or ranksrgan')
-    return ck['weights']['G']
+    return ck['weights'].get('G_ema', ck['weights']['G'])   # the average when kept (as models.load_generator)
 
 # %% ../nbs/08a_cli.ipynb #96636820
 def load_sr_model(weights: str | Path = DEFAULT_WEIGHTS,  # a file, or a shipped name (see find_weights)

@@ -19,7 +19,7 @@ from .config import Profile, seed_profile, seed_stage, split_seed, stage_label
 from .method import RankContentLoss
 from .metrics import NIQE_BLOCK, niqe_diff
 from .models import evaluate_generator, load_generator
-from .ranker import ensure_ranker, load_ranker, pixel_probe, probe_crops
+from .ranker import SRGAN_PLUS, ensure_ranker, load_ranker, pixel_probe, probe_crops
 from .stages import Stage, checkpoint_path, ensure, load_checkpoint, load_final, load_fitting, stage_meta
 from .train import GAN_KEYS, SRGAN, SRRESNET, Recipe, gan_recipe, train_gan, train_stage
 
@@ -28,9 +28,9 @@ __all__ = ['RANK_KEYS', 'NIQE_SIDE', 'DNIQE_CENTRE', 'DNIQE_SCALE', 'ARMS', 'ARM
            'ranksrgan_recipe', 'train_ranksrgan', 'rank_term_trend', 'plot_convergence', 'mirror_tile', 'dniqe_loss',
            'arm_meta', 'arm_recipe', 'train_arm', 'arm_stage', 'ensure_arms', 'ensure_srgan', 'ensure_ranksrgan',
            'ensure_gan_runs', 'arm_generator', 'arm_table', 'arm_deltas', 'seeds_agree', 'effect_claim',
-           'ensure_srgan_plus', 'level_builder', 'seed_profile', 'checkpoint_path', 'load_fitting', 'gan_weights',
-           'gan_state', 'train_gan', 'GanWeights', 'generator_losses', 'discriminator_losses', 'make_gan_step',
-           'RankContentLoss', 'probe_crops', 'refine_pixels', 'pixel_probe', 'verdict']
+           'ensure_srgan_plus', 'seed_profile', 'checkpoint_path', 'load_fitting', 'gan_weights', 'gan_state',
+           'train_gan', 'GanWeights', 'generator_losses', 'discriminator_losses', 'make_gan_step', 'RankContentLoss',
+           'probe_crops', 'refine_pixels', 'pixel_probe', 'verdict']
 
 # %% ../nbs/05_train_gan.ipynb #17d3d330
 _all_ = ['seed_profile']   # moved to 00a_config (the one reader of gan_seeds[0]); still exported from here
@@ -72,8 +72,7 @@ def train_ranksrgan(cfg: Profile, run_dir,
     load_fitting(lambda p: load_generator(cfg, p), init, 'generator', f'an SRResNet(nf={cfg.g_nf}, nb={cfg.g_nb})')
     if cfg.w_R == 0:   # exactly the SRGAN baseline: no Ranker, no extra term
         return train_stage(run, run_dir, gan_recipe(run, stage, init, meta_extra=rank_meta(cfg)), resume, cbs)
-    ranker = (checkpoint_path(ranker, 'Ranker') if ranker else
-              ensure_ranker(cfg, run_dir, build_level=level_builder(cfg, run_dir)))
+    ranker = checkpoint_path(ranker, 'Ranker') if ranker else ensure_ranker(cfg, run_dir)
     return train_stage(run, run_dir, ranksrgan_recipe(run, stage, init, ranker), resume, cbs)
 
 # %% ../nbs/05_train_gan.ipynb #11d59da3
@@ -167,8 +166,7 @@ def train_arm(cfg: Profile, run_dir, arm: str, seed: int | None = None,   # seed
     stage = seed_stage(arm, run.seed, cfg.gan_seeds)
     start = checkpoint_path(start, 'start') if start else ensure(SRGAN, cfg, run_dir, why=f'{stage} starts from it')
     if arm == 'ranksrgan' and cfg.w_R:
-        ranker = (checkpoint_path(ranker, 'Ranker') if ranker else
-                  ensure_ranker(cfg, run_dir, build_level=level_builder(cfg, run_dir)))
+        ranker = checkpoint_path(ranker, 'Ranker') if ranker else ensure_ranker(cfg, run_dir)
     return train_stage(run, run_dir, arm_recipe(run, arm, stage, start, ranker), resume, cbs)
 
 # %% ../nbs/05_train_gan.ipynb #a2f043a5
@@ -246,20 +244,8 @@ def effect_claim(deltas: pd.DataFrame, name: str = 'RankSRGAN', judged: bool = T
 
 # %% ../nbs/05_train_gan.ipynb #0b0fa4b4
 def ensure_srgan_plus(cfg: Profile, run_dir) -> Path:
-    "SRGAN fine-tuned with a larger adversarial weight (`plus_w_gan`, `plus_iters`): the best offline level."
-    train = lambda c, r: train_gan(c, r, 'srgan_plus', init=ensure_srgan(c, r), n_iters=c.plus_iters,
-                                   w_gan=c.plus_w_gan)
-    return ensure(Stage('srgan_plus', ('scale', 'g_nf', 'g_nb'), train, '05_train_gan'), cfg, run_dir)
-
-# %% ../nbs/05_train_gan.ipynb #82988edb
-def level_builder(cfg: Profile, run_dir) -> Callable[[str], Path]:
-    "A `build_level` for ranker's functions: trains the generator stage of a rank level (srresnet, srgan, srgan_plus)."
-    stages = {'srresnet': lambda c, r: ensure(SRRESNET, c, r), 'srgan': ensure_srgan, 'srgan_plus': ensure_srgan_plus}
-    def build(level: str) -> Path:
-        if level not in stages:
-            raise ValueError(f'rank level {level!r} is not a stage that gan can train; it can train {sorted(stages)}')
-        return stages[level](cfg, run_dir)
-    return build
+    "SRGAN fine-tuned with a larger adversarial weight, a rank level: `ensure(ranker.SRGAN_PLUS, ...)` (04 teaches it)."
+    return ensure(SRGAN_PLUS, cfg, run_dir)
 
 # %% ../nbs/05_train_gan.ipynb #c51e7a02
 from .method import GanWeights, discriminator_losses, generator_losses, make_gan_step  # noqa: F401

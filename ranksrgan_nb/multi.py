@@ -12,7 +12,6 @@ from typing import Sequence
 
 
 from .config import MULTI_PREFIX, Profile, get_profile, seed_profile
-from .gan import level_builder
 from .method import MultiRankerLoss
 from .ranker import ensure_rank_dataset, load_ranker, train_ranker
 from .stages import Stage, checkpoint_path, ensure
@@ -27,7 +26,8 @@ LEVEL_RANKER_LEVELS = ('hr', 'srgan', 'srresnet')   # best first: a real photogr
 
 def level_order_profile(cfg: Profile) -> Profile:
     "The profile of the method-ordered Ranker: levels HR > SRGAN > SRResNet, labelled by level, no NIQE filters."
-    return get_profile(cfg, rank_levels=LEVEL_RANKER_LEVELS, label_metric='level', rank_diff_min=-1.0, rank_noise_k=0.0)
+    return get_profile(cfg, rank_levels=LEVEL_RANKER_LEVELS, label_metric='level_order', rank_diff_min=-1.0,
+                       rank_noise_k=0.0)
 
 level_profile = level_order_profile   # the old name (issue 22): "level" alone means a rank level
 
@@ -64,7 +64,7 @@ def train_multi_ranksrgan(cfg: Profile, run_dir, terms: Sequence[RankerTerm], st
 # %% ../nbs/06_multi_ranker.ipynb #7de9a9ec
 def _train_level_ranker(cfg: Profile, run_dir) -> Path:
     "The method-ordered Ranker on its own rank dataset (built first, with the generator levels it needs)."
-    data = ensure_rank_dataset(cfg, run_dir, 'rank_dataset_level', build_level=level_builder(cfg, run_dir))
+    data = ensure_rank_dataset(cfg, run_dir, 'rank_dataset_level')
     return train_ranker(cfg, run_dir, *data, 'ranker_level')
 
 LEVEL_RANKER = Stage('ranker_level', ('r_nf', 'label_metric', 'ranker_design'), _train_level_ranker, '06_multi_ranker',

@@ -38,7 +38,8 @@ def write_shipped(run_dir, out_dir,                      # the run; where the fi
         p = final_path(run_dir, stage)
         if not p.is_file():
             raise FileNotFoundError(f'stage {stage!r} is not finished in {run_dir} (no {p}): run 03 and 05 first')
-        f = save_atomic(_fp16(load_checkpoint(p)['weights']['G']), out / f'{name}.pth')
+        w = load_checkpoint(p)['weights']
+        f = save_atomic(_fp16(w.get('G_ema', w['G'])), out / f'{name}.pth')   # the average when the stage kept one
         if f.stat().st_size > max_bytes:
             raise ValueError(f'{f} has {f.stat().st_size:,} bytes, more than the {max_bytes:,} of a shipped generator')
         files[name] = f

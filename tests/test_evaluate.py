@@ -582,6 +582,18 @@ def test_shipped_default_width_fits_and_loads(tmp_path):
         E.write_shipped(tmp_path / 'run', tmp_path / 'w3')
 
 
+def test_shipped_and_cli_weights_are_the_average_when_a_stage_kept_one(tmp_path):
+    from ranksrgan_nb import cli
+    torch.manual_seed(0)
+    G, E_ = SRResNet(nf=8, nb=1), SRResNet(nf=8, nb=1)                 # E_: stands for G_ema
+    p = save_final(tmp_path / 'run', 'ranksrgan', {'G': G.state_dict(), 'D': {}, 'G_ema': E_.state_dict()},
+                   {'seed': 10, 'n_iters': 6})
+    sd = torch.load(E.write_shipped(tmp_path / 'run', tmp_path / 'w', {'ranksrgan': 'ranksrgan'})['ranksrgan'],
+                    weights_only=True)
+    assert torch.equal(sd['conv_first.weight'], E_.conv_first.weight.detach().half())
+    assert torch.equal(cli.load_sr_model(p, device='cpu').conv_first.weight, E_.conv_first.weight)
+
+
 def test_shipped_smoke_run_loads_in_the_cli(tmp_path, monkeypatch, images):
     """A smoke run's final generators written into a temp folder: the CLI finds them by name and super-resolves."""
     import hashlib

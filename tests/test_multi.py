@@ -36,7 +36,7 @@ def test_parse_weight_grid():
 def test_level_order_profile_and_stage():
     cpu = get_profile('cpu')
     p = MU.level_order_profile(cpu)
-    assert p.rank_levels == ('hr', 'srgan', 'srresnet') and p.label_metric == 'level' and p.rank_diff_min < 0
+    assert p.rank_levels == ('hr', 'srgan', 'srresnet') and p.label_metric == 'level_order' and p.rank_diff_min < 0
     assert MU.level_profile is MU.level_order_profile                     # the old name still works
     st = MU.LEVEL_RANKER
     assert (st.name, st.notebook) == ('ranker_level', '06_multi_ranker') and st.profile(cpu) == p
