@@ -24,13 +24,13 @@ from .stages import Stage, checkpoint_path, ensure, load_checkpoint, load_final,
 from .train import GAN_KEYS, SRGAN, SRRESNET, Recipe, gan_recipe, train_gan, train_stage
 
 # %% auto #0
-__all__ = ['RANK_KEYS', 'NIQE_SIDE', 'DNIQE_CENTRE', 'DNIQE_SCALE', 'ARMS', 'ARM_KEYS', 'ARM_METRICS', 'gan_runs', 'rank_meta',
-           'ranksrgan_recipe', 'train_ranksrgan', 'rank_term_trend', 'plot_convergence', 'mirror_tile', 'dniqe_loss',
-           'arm_meta', 'arm_recipe', 'train_arm', 'arm_stage', 'ensure_arms', 'ensure_srgan', 'ensure_ranksrgan',
-           'ensure_gan_runs', 'arm_generator', 'arm_table', 'arm_deltas', 'seeds_agree', 'effect_claim',
-           'ensure_srgan_plus', 'seed_profile', 'checkpoint_path', 'load_fitting', 'gan_weights', 'gan_state',
-           'train_gan', 'GanWeights', 'generator_losses', 'discriminator_losses', 'make_gan_step', 'RankContentLoss',
-           'probe_crops', 'refine_pixels', 'pixel_probe', 'verdict']
+__all__ = ['RANK_KEYS', 'NIQE_SIDE', 'DNIQE_CENTRE', 'DNIQE_SCALE', 'ARMS', 'ARM_KEYS', 'arm_generator', 'ARM_METRICS',
+           'gan_runs', 'rank_meta', 'ranksrgan_recipe', 'train_ranksrgan', 'rank_term_trend', 'plot_convergence',
+           'mirror_tile', 'dniqe_loss', 'arm_meta', 'arm_recipe', 'train_arm', 'arm_stage', 'ensure_arms',
+           'ensure_srgan', 'ensure_ranksrgan', 'ensure_gan_runs', 'arm_table', 'arm_deltas', 'seeds_agree',
+           'effect_claim', 'ensure_srgan_plus', 'seed_profile', 'checkpoint_path', 'load_fitting', 'gan_weights',
+           'gan_state', 'train_gan', 'GanWeights', 'generator_losses', 'discriminator_losses', 'make_gan_step',
+           'RankContentLoss', 'probe_crops', 'refine_pixels', 'pixel_probe', 'verdict']
 
 # %% ../nbs/05_train_gan.ipynb #17d3d330
 _all_ = ['seed_profile']   # moved to 00a_config (the one reader of gan_seeds[0]); still exported from here
@@ -211,11 +211,7 @@ def ensure_gan_runs(cfg: Profile, run_dir, ranker=None, init=None) -> dict[int, 
     return {s: (d['control'], d['ranksrgan']) for s, d in arms.items()}
 
 # %% ../nbs/05_train_gan.ipynb #02f75e97
-def arm_generator(cfg: Profile, path, device='cpu') -> torch.nn.Module:
-    "The generator of a stage result: its EMA weights G_ema when it holds them, else G."
-    G, weights = load_generator(cfg, path, device), load_checkpoint(path).get('weights', {})
-    if 'G_ema' in weights: G.load_state_dict(weights['G_ema'])
-    return G.eval()
+arm_generator = load_generator   # an arm's generator as evaluated: its G_ema when it kept one, else G (02)
 
 ARM_METRICS = ('niqe', 'psnr', 'grid')   # registry names of the per-seed tables
 

@@ -27,7 +27,8 @@ def pytest_terminal_summary(terminalreporter):
     except ImportError:
         return
     if TIMES:
-        terminalreporter.write_sep('-', f'notebook execution times (smoke profile; target: under {NOTEBOOK_TARGET_S} s each)')
+        terminalreporter.write_sep(
+            '-', f'notebook execution times (smoke profile; target: under {NOTEBOOK_TARGET_S} s each)')
         for name, t in TIMES.items():
             flag = f'   over the {NOTEBOOK_TARGET_S} s target' if t > NOTEBOOK_TARGET_S else ''
             terminalreporter.write_line(f'{name:28s} {t:7.1f} s{flag}')

@@ -13,7 +13,8 @@ def test_profiles_exist_and_are_valid():
 
 
 def test_paper_profile_is_the_official_config():
-    # the official codes/options/train/train_RankSRGAN.yml and train_Ranker.yml values, typed in (not computed by the code)
+    # the official codes/options/train/train_RankSRGAN.yml and train_Ranker.yml values,
+    # typed in (not computed by the code)
     p = PROFILES['paper']
     assert (p.g_nf, p.g_nb, p.d_nf, p.r_nf) == (64, 16, 64, 64)
     assert (p.batch_size, p.hr_patch, p.gan_iters, p.gan_lr) == (8, 296, 500_000, 1e-4)

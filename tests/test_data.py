@@ -115,7 +115,8 @@ def test_imresize_antialias_off_is_plain_bicubic(rng):
     # without antialiasing, shrinking by 1/2 samples the cubic kernel at the same 4 taps everywhere
     x = rng.random(40)
     m = D.resize_matrix(40, 0.5, False)
-    row = m[5]                                   # u = 11.5 - 0.5 -> taps at 10..13 (1-based) with weights k(±0.5), k(±1.5)
+    # u = 11.5 - 0.5 -> taps at 10..13 (1-based) with weights k(±0.5), k(±1.5)
+    row = m[5]
     k = D.cubic(np.array([1.5, 0.5, -0.5, -1.5]))
     np.testing.assert_allclose(row[9:13], k / k.sum(), atol=1e-12)
     assert D.imresize(x[:, None], 0.5, antialias=False).shape == (20, 1)
@@ -262,7 +263,10 @@ def test_download_cached_file_is_reused(http_root, tmp_path, photo):
 
 def test_download_offline_message(tmp_path):
     import socket
-    s = socket.socket(); s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]; s.close()   # nothing listens here
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens here
     with pytest.raises(DS.DownloadError) as e:
         DS.download(f'http://127.0.0.1:{port}/w.pth', 'sha256:' + 'a' * 64, tmp_path, progress=False)
     assert 'Download it yourself' in str(e.value) and str(tmp_path / 'w.pth') in str(e.value)
@@ -344,11 +348,13 @@ def test_test_sets(tmp_path, capsys):
 
 def test_stamped_folder_and_file_stamp(tmp_path):
     f = DS.stamped_folder(tmp_path / 'c', 'v1')
-    D.write_image(f / 'a.png', np.zeros((4, 4, 3), np.uint8)); (f / 'keep.txt').write_text('x')
+    D.write_image(f / 'a.png', np.zeros((4, 4, 3), np.uint8))
+    (f / 'keep.txt').write_text('x')
     assert DS.stamped_folder(tmp_path / 'c', 'v1') == f and (f / 'a.png').exists()
     DS.stamped_folder(tmp_path / 'c', 'v2')
     assert not (f / 'a.png').exists() and (f / 'keep.txt').exists() and (f / 'source.txt').read_text() == 'v2'
-    p = tmp_path / 'w.pth'; p.write_bytes(b'12345')
+    p = tmp_path / 'w.pth'
+    p.write_bytes(b'12345')
     path, size, _ = DS.file_stamp(p).rsplit(':', 2)
     assert path == str(p.resolve()) and size == '5'
 
@@ -371,7 +377,8 @@ def test_rgb_to_y_rounds_halves_up_like_matlab():
 # ---------------------------------------------------------------- the data root and per-file datasets (the manifest)
 def test_data_root_argument_env_default(monkeypatch):
     monkeypatch.delenv('RANKSRGAN_NB_DATA', raising=False)
-    assert DS.data_root() == DS.data_root('') == DS.data_root('  ') == Path.home() / '.cache' / 'ranksrgan_nb' / 'datasets'
+    assert (DS.data_root() == DS.data_root('') == DS.data_root('  ')
+            == Path.home() / '.cache' / 'ranksrgan_nb' / 'datasets')
     monkeypatch.setenv('RANKSRGAN_NB_DATA', '/srv/photos')
     assert DS.data_root() == DS.data_root(None) == Path('/srv/photos')
     assert DS.data_root('~/mine') == Path.home() / 'mine'                  # a given root wins over the variable
@@ -384,7 +391,8 @@ MANIFEST_COLS = ['folder', 'file', 'sha256', 'bytes', 'source_repo', 'source_com
 
 @pytest.fixture
 def tiny_per_file(http_root, tmp_path, monkeypatch):
-    "A per-file dataset 'Tiny' of three images served by a local HTTP server as <repo>/<commit>/<path>, and its manifest."
+    ("A per-file dataset 'Tiny' of three images served by a local HTTP server as <repo>/<commit>/<path>, "
+     "and its manifest.")
     serve, url = http_root
     rng = np.random.default_rng(5)
     commit, rows, imgs = 'ab' * 20, [], {}
@@ -397,7 +405,8 @@ def tiny_per_file(http_root, tmp_path, monkeypatch):
                          source_repo='someone/photos', source_commit=commit, source_path=f'sets/tiny/{name}'))
         imgs[name] = data
     man = tmp_path / 'manifest.tsv'
-    man.write_text('\t'.join(MANIFEST_COLS) + '\n' + ''.join('\t'.join(r[c] for c in MANIFEST_COLS) + '\n' for r in rows))
+    man.write_text('\t'.join(MANIFEST_COLS) + '\n'
+                   + ''.join('\t'.join(r[c] for c in MANIFEST_COLS) + '\n' for r in rows))
     monkeypatch.setattr(DS, 'DATASETS_MANIFEST', man)
     monkeypatch.setattr(DS, 'RAW_URL', url + '{repo}/{commit}/{path}')
     monkeypatch.setitem(DS.DATASETS, 'Tiny', DS.DatasetSpec(None, None, 'Tiny/HR', 'three test images', per_file=True))
@@ -414,7 +423,7 @@ def test_per_file_download_checks_and_reuses(tiny_per_file, tmp_path, capsys):
         assert (hr / name).read_bytes() == data
     assert 'downloading to' in capsys.readouterr().err                    # the progress bar
     for f in served.iterdir(): f.unlink()                                 # the server has nothing now
-    assert DS.get_dataset('Tiny', root) == hr                              # every file there and good: no request at all
+    assert DS.get_dataset('Tiny', root) == hr                             # every file there and good: no request at all
     assert D.resolve_images('Tiny', root=root)['Tiny'] == D.ImageSet(hr)
     (hr / 'b.png').write_bytes(b'my own copy')                            # a file already there is checked too ...
     with pytest.raises(DS.ChecksumError, match=rf"{hr / 'b.png'} does not match its SHA-256 .*could not be downloaded"):
@@ -439,7 +448,8 @@ def test_per_file_corrupted_file_is_refused(tiny_per_file, tmp_path):
     with pytest.raises(DS.DownloadError) as e:
         DS.get_dataset('Tiny', root, progress=False)
     msg = str(e.value)
-    assert msg.startswith('Tiny: ') and 'someone/photos/' + 'ab' * 20 + '/sets/tiny/b.png does not match its SHA-256' in msg
+    assert (msg.startswith('Tiny: ')
+            and 'someone/photos/' + 'ab' * 20 + '/sets/tiny/b.png does not match its SHA-256' in msg)
     assert 'refused' in msg and f"2 file(s) missing in {root / 'Tiny' / 'HR'} (b.png, c.jpg)" in msg
     assert (root / 'Tiny' / 'HR' / 'a.png').read_bytes() == imgs['a.png']   # the good file before it is kept
     assert not (root / 'Tiny' / 'HR' / 'b.png').exists()                    # the bad one never lands
@@ -447,14 +457,18 @@ def test_per_file_corrupted_file_is_refused(tiny_per_file, tmp_path):
 
 def test_per_file_offline_names_files_folder_and_source(tiny_per_file, tmp_path, monkeypatch):
     import socket
-    s = socket.socket(); s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]; s.close()   # nothing listens here
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens here
     monkeypatch.setattr(DS, 'RAW_URL', f'http://127.0.0.1:{port}/' + '{repo}/{commit}/{path}')
     root = tmp_path / 'data'
     with pytest.raises(DS.DownloadError) as e:
         DS.get_dataset('Tiny', root, progress=False)
     msg = str(e.value)
     assert 'Offline?' in msg and f"3 file(s) missing in {root / 'Tiny' / 'HR'} (a.png, b.png, c.jpg)" in msg
-    assert 'Put them there by hand' in msg and f"github.com/someone/photos at commit {'ab' * 20}, path sets/tiny/" in msg
+    assert ('Put them there by hand' in msg
+            and f"github.com/someone/photos at commit {'ab' * 20}, path sets/tiny/" in msg)
     with pytest.raises(FileNotFoundError, match=f"put the HR images of Tiny in {root / 'Tiny' / 'HR'}"):
         DS.get_dataset('Tiny', root, download_missing=False)           # skip_missing callers: no request at all
     assert D.test_sets('Tiny, sample', 4, root).keys() == {'sample'}      # and the tables go on without it
@@ -477,7 +491,8 @@ def test_shipped_manifest_rows_and_pinned_urls():
         assert spec.per_file and spec.url is None and len(DS.read_manifest(spec.hr_dir)) == n
     assert not [r for r in rows if 'val' in r['folder'].lower() or '/val/' in r['source_path']]   # val holds CBSD68
     url = DS.source_url(DS.read_manifest('CBSD68/HR')[0])
-    assert url.startswith('https://raw.githubusercontent.com/majedelhelou/denoising_datasets/') and len(url.split('/')[5]) == 40
+    assert (url.startswith('https://raw.githubusercontent.com/majedelhelou/denoising_datasets/')
+            and len(url.split('/')[5]) == 40)
     assert 'benchmark.tar' in DS.DATASETS['Set5'].note and DS.DATASETS['BSD100'].url.endswith('benchmark.tar')
     assert len({(r['folder'], r['file']) for r in rows}) == len(rows)                     # no file listed twice
 
@@ -539,7 +554,8 @@ def test_cpu_profile_finds_the_shared_photographs_without_downloading(shared_dat
     monkeypatch.setenv('RANKSRGAN_NB_DATA', str(shared_datasets))
     monkeypatch.setattr(DS, 'RAW_URL', 'http://127.0.0.1:9/{repo}/{commit}/{path}')   # any request would fail
     cfg = get_profile('cpu')
-    sets = {n: s.images for spec in (cfg.train_data, cfg.test_data, cfg.val_data) for n, s in D.resolve_images(spec, root=cfg.data_root).items()}
+    sets = {n: s.images for spec in (cfg.train_data, cfg.test_data, cfg.val_data)
+            for n, s in D.resolve_images(spec, root=cfg.data_root).items()}
     assert sets == {'SunHays80': shared_datasets / 'SunHays80/HR', 'Set14': shared_datasets / 'benchmark/Set14/HR',
                     'CBSD68': shared_datasets / 'CBSD68/HR', 'Set5': shared_datasets / 'benchmark/Set5/HR'}
     assert [len(D.list_images(p)) for p in sets.values()] == [80, 14, 68, 5]

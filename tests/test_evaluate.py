@@ -123,8 +123,9 @@ def test_parse_official():
 
 # ------------------------------------------------------------------ stages of a run
 def test_stage_methods_load_takes_the_ema_generator(cfg, tmp_path):
-    "With 05's arm_generator as `load`, an arm that kept G_ema is evaluated with it; by default with G."
+    "An arm that kept G_ema is evaluated with it (models.load_generator, 05's arm_generator); with ema=False, with G."
     from ranksrgan_nb import gan as GN
+    from ranksrgan_nb.models import load_generator
     torch.manual_seed(0)
     G, E_ = build_generator(cfg), build_generator(cfg)         # identity init: the outputs are images, not zeros
     with torch.no_grad():
@@ -133,8 +134,10 @@ def test_stage_methods_load_takes_the_ema_generator(cfg, tmp_path):
                stage_meta(cfg, ('scale', 'g_nf', 'g_nb')))
     lr = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
     want = {'G': E.generator_method('g', G)(lr), 'G_ema': E.generator_method('e', E_)(lr)}
-    assert np.array_equal(E.stage_methods(cfg, tmp_path)['SRGAN (control)'](lr), want['G'])
+    raw = lambda c, p, d: load_generator(c, p, d, ema=False)
+    assert np.array_equal(E.stage_methods(cfg, tmp_path)['SRGAN (control)'](lr), want['G_ema'])
     assert np.array_equal(E.stage_methods(cfg, tmp_path, load=GN.arm_generator)['SRGAN (control)'](lr), want['G_ema'])
+    assert np.array_equal(E.stage_methods(cfg, tmp_path, load=raw)['SRGAN (control)'](lr), want['G'])
     assert not np.array_equal(want['G'], want['G_ema'])
 
 

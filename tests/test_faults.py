@@ -421,7 +421,8 @@ def test_bad_image_files_say_what_is_wrong(tmp_path, monkeypatch):
 
 def test_offline_download_with_a_partial_archive_names_it(tmp_path):
     (tmp_path / 'benchmark.tar').write_bytes(b'the first bytes of a tar')
-    with pytest.raises(DS.DownloadError, match=rf'{tmp_path / "benchmark.tar"} is already there \(24 bytes\) but does not match'):
+    with pytest.raises(DS.DownloadError,
+                       match=rf'{tmp_path / "benchmark.tar"} is already there \(24 bytes\) but does not match'):
         DS.download('http://127.0.0.1:9/benchmark.tar', 'sha256:' + '0' * 64, tmp_path, progress=False)
 
 

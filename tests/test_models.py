@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from ranksrgan_nb import models as M
 from ranksrgan_nb.datasets import DownloadError
-from ranksrgan_nb.models import (CheckpointError, Discriminator, Ranker, RandomVGGWarning, RRDBNet, SRResNet, VGGFeatures,
-                                 count_params, load_official, map_official)
+from ranksrgan_nb.models import (CheckpointError, Discriminator, Ranker, RandomVGGWarning, RRDBNet, SRResNet,
+                                 VGGFeatures, count_params, load_official, map_official)
 
 LAYOUT_FILE = Path(__file__).parent / 'fixtures' / 'official_state_dict_layouts.json'
 LAYOUT_FILE = LAYOUT_FILE if LAYOUT_FILE.is_file() else None
@@ -42,7 +42,8 @@ def layout(layouts, prefix):
 def synthetic(keys, seed=0):
     "A state dict with the given (key, shape) list and random, distinct values."
     g = torch.Generator().manual_seed(seed)
-    return {k: (torch.randint(0, 10**6, s, generator=g) if k.endswith('num_batches_tracked') else torch.randn(s, generator=g))
+    return {k: (torch.randint(0, 10**6, s, generator=g) if k.endswith('num_batches_tracked')
+                else torch.randn(s, generator=g))
             for k, s in keys}
 
 
@@ -58,12 +59,16 @@ def conv(i, o, k=3, s=1, bias=True):
 
 
 class Shortcut(nn.Module):
-    def __init__(self, sub): super().__init__(); self.sub = sub
+    def __init__(self, sub):
+        super().__init__()
+        self.sub = sub
     def forward(self, x): return x + self.sub(x)
 
 
 class OldResNetBlock(nn.Module):
-    def __init__(self, nf): super().__init__(); self.res = nn.Sequential(conv(nf, nf), nn.ReLU(), conv(nf, nf))
+    def __init__(self, nf):
+        super().__init__()
+        self.res = nn.Sequential(conv(nf, nf), nn.ReLU(), conv(nf, nf))
     def forward(self, x): return x + self.res(x)
 
 
@@ -73,7 +78,8 @@ class OldSRResNet(nn.Module):
         r, n = (3, 1) if scale == 3 else (2, scale // 2)
         up = []
         for _ in range(n): up += [conv(nf, nf * r * r), nn.PixelShuffle(r), nn.ReLU()]
-        self.model = nn.Sequential(conv(3, nf), Shortcut(nn.Sequential(*[OldResNetBlock(nf) for _ in range(nb)], conv(nf, nf))),
+        self.model = nn.Sequential(conv(3, nf),
+                                   Shortcut(nn.Sequential(*[OldResNetBlock(nf) for _ in range(nb)], conv(nf, nf))),
                                    *up, conv(nf, nf), nn.ReLU(), conv(nf, 3))
     def forward(self, x): return self.model(x)
 
@@ -84,13 +90,18 @@ class OldRDB(nn.Module):
         for i in range(1, 5): setattr(self, f'conv{i}', nn.Sequential(conv(nf + (i - 1) * gc, gc), nn.LeakyReLU(0.2)))
         self.conv5 = nn.Sequential(conv(nf + 4 * gc, nf))
     def forward(self, x):
-        x1 = self.conv1(x); x2 = self.conv2(torch.cat((x, x1), 1)); x3 = self.conv3(torch.cat((x, x1, x2), 1))
-        x4 = self.conv4(torch.cat((x, x1, x2, x3), 1)); x5 = self.conv5(torch.cat((x, x1, x2, x3, x4), 1))
+        x1 = self.conv1(x)
+        x2 = self.conv2(torch.cat((x, x1), 1))
+        x3 = self.conv3(torch.cat((x, x1, x2), 1))
+        x4 = self.conv4(torch.cat((x, x1, x2, x3), 1))
+        x5 = self.conv5(torch.cat((x, x1, x2, x3, x4), 1))
         return x5.mul(0.2) + x
 
 
 class OldRRDB(nn.Module):
-    def __init__(self, nf, gc): super().__init__(); self.RDB1, self.RDB2, self.RDB3 = OldRDB(nf, gc), OldRDB(nf, gc), OldRDB(nf, gc)
+    def __init__(self, nf, gc):
+        super().__init__()
+        self.RDB1, self.RDB2, self.RDB3 = OldRDB(nf, gc), OldRDB(nf, gc), OldRDB(nf, gc)
     def forward(self, x): return self.RDB3(self.RDB2(self.RDB1(x))).mul(0.2) + x
 
 
@@ -100,7 +111,8 @@ class OldRRDBNet(nn.Module):
         r, n = (3, 1) if scale == 3 else (2, scale // 2)
         up = []
         for _ in range(n): up += [nn.Upsample(scale_factor=r, mode='nearest'), conv(nf, nf), nn.LeakyReLU(0.2)]
-        self.model = nn.Sequential(conv(3, nf), Shortcut(nn.Sequential(*[OldRRDB(nf, gc) for _ in range(nb)], conv(nf, nf))),
+        self.model = nn.Sequential(conv(3, nf),
+                                   Shortcut(nn.Sequential(*[OldRRDB(nf, gc) for _ in range(nb)], conv(nf, nf))),
                                    *up, conv(nf, nf), nn.LeakyReLU(0.2), conv(nf, 3))
     def forward(self, x): return self.model(x)
 
@@ -111,7 +123,8 @@ def old_features(nf):
         for j, (k, s) in enumerate(((3, 1), (4, 2))):
             layers.append(conv(c_in, c, k, s))
             if (i, j) != (0, 0): layers.append(nn.BatchNorm2d(c))
-            layers.append(nn.LeakyReLU(0.2)); c_in = c
+            layers.append(nn.LeakyReLU(0.2))
+            c_in = c
     return nn.Sequential(*layers)
 
 
@@ -129,7 +142,8 @@ class OldDiscriminator(nn.Module):
     def __init__(self, nf=64, patch=296):
         super().__init__()
         self.features = old_features(nf)
-        self.classifier = nn.Sequential(nn.Linear(nf * 8 * (patch // 32) ** 2, 100), nn.LeakyReLU(0.2), nn.Linear(100, 1))
+        self.classifier = nn.Sequential(nn.Linear(nf * 8 * (patch // 32) ** 2, 100), nn.LeakyReLU(0.2),
+                                        nn.Linear(100, 1))
     def forward(self, x): return self.classifier(self.features(x).flatten(1))
 
 
@@ -145,26 +159,29 @@ def randomise(model, seed=0):
 
 
 # ------------------------------------------------------------------ explicit old -> new key tables
-_OLD_VGG = {0: 'conv0_0', 2: 'conv0_1', 3: 'bn0_1', 5: 'conv1_0', 6: 'bn1_0', 8: 'conv1_1', 9: 'bn1_1', 11: 'conv2_0', 12: 'bn2_0',
-            14: 'conv2_1', 15: 'bn2_1', 17: 'conv3_0', 18: 'bn3_0', 20: 'conv3_1', 21: 'bn3_1', 23: 'conv4_0', 24: 'bn4_0',
-            26: 'conv4_1', 27: 'bn4_1'}
+_OLD_VGG = {0: 'conv0_0', 2: 'conv0_1', 3: 'bn0_1', 5: 'conv1_0', 6: 'bn1_0', 8: 'conv1_1', 9: 'bn1_1',
+            11: 'conv2_0', 12: 'bn2_0', 14: 'conv2_1', 15: 'bn2_1', 17: 'conv3_0', 18: 'bn3_0',
+            20: 'conv3_1', 21: 'bn3_1', 23: 'conv4_0', 24: 'bn4_0', 26: 'conv4_1', 27: 'bn4_1'}
 
 
 def new_name(kind, k, nb=None):
     "The mmsr key an old BasicSR key must land in (written from the two architectures, not from the loader)."
     if kind == 'SRResNet':
-        if m := re.fullmatch(r'model\.1\.sub\.(\d+)\.res\.([02])\.(\w+)', k): return f'recon_trunk.{m[1]}.conv{1 + int(m[2]) // 2}.{m[3]}'
+        if m := re.fullmatch(r'model\.1\.sub\.(\d+)\.res\.([02])\.(\w+)', k):
+            return f'recon_trunk.{m[1]}.conv{1 + int(m[2]) // 2}.{m[3]}'
         if m := re.fullmatch(rf'model\.1\.sub\.{nb or 16}\.(\w+)', k): return f'LRconv.{m[1]}'
         m = re.fullmatch(r'model\.(\d+)\.(\w+)', k)
         return f"{ {'0': 'conv_first', '2': 'upconv1', '5': 'upconv2', '8': 'HRconv', '10': 'conv_last'}[m[1]] }.{m[2]}"
     if kind == 'RRDBNet':
-        if m := re.fullmatch(r'model\.1\.sub\.(\d+)\.RDB(\d)\.conv(\d)\.0\.(\w+)', k): return f'RRDB_trunk.{m[1]}.RDB{m[2]}.conv{m[3]}.{m[4]}'
+        if m := re.fullmatch(r'model\.1\.sub\.(\d+)\.RDB(\d)\.conv(\d)\.0\.(\w+)', k):
+            return f'RRDB_trunk.{m[1]}.RDB{m[2]}.conv{m[3]}.{m[4]}'
         if m := re.fullmatch(rf'model\.1\.sub\.{nb or 23}\.(\w+)', k): return f'trunk_conv.{m[1]}'
         m = re.fullmatch(r'model\.(\d+)\.(\w+)', k)
         return f"{ {'0': 'conv_first', '3': 'upconv1', '6': 'upconv2', '8': 'HRconv', '10': 'conv_last'}[m[1]] }.{m[2]}"
     if kind in ('Ranker', 'Discriminator'):
         if k.startswith('classifier.'):
-            return {'Ranker': k, 'Discriminator': k.replace('classifier.0', 'linear1').replace('classifier.2', 'linear2')}[kind]
+            return {'Ranker': k,
+                    'Discriminator': k.replace('classifier.0', 'linear1').replace('classifier.2', 'linear2')}[kind]
         m = re.fullmatch(r'features\.(\d+)\.(\w+)', k)
         return f'{_OLD_VGG[int(m[1])]}.{m[2]}'
     raise ValueError(kind)
@@ -179,7 +196,8 @@ def test_param_counts():
         assert count_params(Ranker()) == 13_734_281
     assert count_params(quiet_vgg(weights='random')) == 20_024_384
     assert count_params(quiet_vgg(weights='random'), trainable_only=True) == 0
-    lin = nn.Linear(3, 2); lin.bias.requires_grad_(False)
+    lin = nn.Linear(3, 2)
+    lin.bias.requires_grad_(False)
     assert (count_params(lin), count_params(lin, trainable_only=True)) == (8, 6)
 
 
@@ -195,7 +213,8 @@ def test_mmsr_names_and_order(layouts, prefix, make):
 
 
 @needs_layouts
-@pytest.mark.parametrize('prefix,make', [('basicsr_old.SRResNet', lambda: OldSRResNet()), ('basicsr_old.RRDBNet', lambda: OldRRDBNet()),
+@pytest.mark.parametrize('prefix,make', [('basicsr_old.SRResNet', lambda: OldSRResNet()),
+                                         ('basicsr_old.RRDBNet', lambda: OldRRDBNet()),
                                          ('basicsr_old.Ranker_VGG12', lambda: OldRanker())])
 def test_old_references_match_official_layout(layouts, prefix, make):
     "The BasicSR-style reference networks above have exactly the released old layouts."
@@ -231,7 +250,9 @@ def test_wrappers_and_prefixes(tmp_path, wrap):
     sd = randomise(SRResNet(8, 2)).state_dict()
     if wrap == 'module': src = {f'module.{k}': v for k, v in sd.items()}
     elif wrap == 'module+params': src = {'params': {f'module.{k}': v for k, v in sd.items()}, 'iter': 3}
-    elif wrap == 'file': torch.save({'state_dict': sd, 'optimizer': {'lr': 1}}, tmp_path / 'g.pth'); src = str(tmp_path / 'g.pth')
+    elif wrap == 'file':
+        torch.save({'state_dict': sd, 'optimizer': {'lr': 1}}, tmp_path / 'g.pth')
+        src = str(tmp_path / 'g.pth')
     else: src = {wrap: sd}
     got = load_official(SRResNet(8, 2), src).state_dict()
     for k, v in sd.items(): assert torch.equal(got[k], v), k
@@ -257,7 +278,8 @@ def test_old_srresnet_equivalent(scale):
 def test_old_rrdbnet_equivalent(scale):
     old = randomise(OldRRDBNet(8, 2, 4, scale))
     x = torch.rand(1, 3, 9, 6)
-    torch.testing.assert_close(load_official(RRDBNet(8, 2, 4, scale), old.state_dict())(x), old(x), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(load_official(RRDBNet(8, 2, 4, scale), old.state_dict())(x), old(x),
+                               rtol=1e-4, atol=1e-5)
 
 
 def test_old_ranker_equivalent():
@@ -290,7 +312,8 @@ def test_srresnet_functional_reference():
     fea = h = c(x, 'conv_first')
     for i in range(2): h = h + c(F.relu(c(h, f'recon_trunk.{i}.conv1')), f'recon_trunk.{i}.conv2')
     h = c(h, 'LRconv') + fea
-    h = F.relu(F.pixel_shuffle(c(h, 'upconv1'), 2)); h = F.relu(F.pixel_shuffle(c(h, 'upconv2'), 2))
+    h = F.relu(F.pixel_shuffle(c(h, 'upconv1'), 2))
+    h = F.relu(F.pixel_shuffle(c(h, 'upconv2'), 2))
     out = g(x)
     assert out.shape == (2, 3, 68, 92)
     torch.testing.assert_close(out, c(F.relu(c(h, 'HRconv')), 'conv_last'), rtol=1e-4, atol=1e-5)
@@ -304,9 +327,11 @@ def test_discriminator_functional_reference():
     for i in range(5):
         for j, s in ((0, 1), (1, 2)):
             h = F.conv2d(h, sd[f'conv{i}_{j}.weight'], sd.get(f'conv{i}_{j}.bias'), stride=s, padding=1)
-            if (i, j) != (0, 0): h = F.batch_norm(h, sd[f'bn{i}_{j}.running_mean'], sd[f'bn{i}_{j}.running_var'], sd[f'bn{i}_{j}.weight'], sd[f'bn{i}_{j}.bias'])
+            if (i, j) != (0, 0): h = F.batch_norm(h, sd[f'bn{i}_{j}.running_mean'], sd[f'bn{i}_{j}.running_var'],
+                                                  sd[f'bn{i}_{j}.weight'], sd[f'bn{i}_{j}.bias'])
             h = F.leaky_relu(h, 0.2)
-    ref = F.linear(F.leaky_relu(F.linear(h.flatten(1), sd['linear1.weight'], sd['linear1.bias']), 0.2), sd['linear2.weight'], sd['linear2.bias'])
+    ref = F.linear(F.leaky_relu(F.linear(h.flatten(1), sd['linear1.weight'], sd['linear1.bias']), 0.2),
+                   sd['linear2.weight'], sd['linear2.bias'])
     torch.testing.assert_close(d.eval()(x), ref, rtol=1e-4, atol=1e-4)
     assert sum(m.bias is not None for m in d.modules() if isinstance(m, nn.Conv2d)) == 1
 
@@ -337,7 +362,8 @@ def test_ranker_pooling_is_official_on_square_inputs():
 def test_srresnet_init():
     torch.manual_seed(0)
     g = SRResNet()
-    for m, fan_in in ((g.conv_first, 27), (g.recon_trunk[7].conv2, 576), (g.upconv1, 576), (g.HRconv, 576), (g.conv_last, 576)):
+    for m, fan_in in ((g.conv_first, 27), (g.recon_trunk[7].conv2, 576), (g.upconv1, 576), (g.HRconv, 576),
+                      (g.conv_last, 576)):
         assert abs(m.weight.std().item() / (0.1 * (2 / fan_in) ** 0.5) - 1) < 0.1
         assert m.bias.abs().max().item() == 0
     assert g.LRconv.weight.std() > 3 * g.HRconv.weight.std()       # PyTorch default init, as the official code
@@ -353,7 +379,8 @@ def test_bad_constructor_arguments():
 def test_discriminator_wrong_input_size():
     d = Discriminator(8, patch_size=64)
     for h, w in ((65, 64), (64, 70), (32, 32), (296, 296)):
-        with pytest.raises(ValueError, match=r'patch_size=64\) takes 64x64 inputs, got %dx%d' % (h, w)): d(torch.rand(2, 3, h, w))
+        with pytest.raises(ValueError, match=r'patch_size=64\) takes 64x64 inputs, got %dx%d' % (h, w)):
+            d(torch.rand(2, 3, h, w))
 
 
 def test_ranker_too_small():
@@ -365,7 +392,8 @@ def test_load_errors_by_name():
     sd = randomise(SRResNet(8, 2)).state_dict()
     with pytest.raises(CheckpointError, match=r"1 missing from the checkpoint, first: \['HRconv.bias'\]"):
         load_official(SRResNet(8, 2), {k: v for k, v in sd.items() if k != 'HRconv.bias'})
-    with pytest.raises(CheckpointError, match=r"upconv1.weight is \(72, 8, 3, 3\) in the checkpoint, \(32, 8, 3, 3\) in the model"):
+    with pytest.raises(CheckpointError,
+                       match=r"upconv1.weight is \(72, 8, 3, 3\) in the checkpoint, \(32, 8, 3, 3\) in the model"):
         load_official(SRResNet(8, 2), {**sd, 'upconv1.weight': torch.zeros(72, 8, 3, 3)})
     with pytest.raises(CheckpointError, match=r"not in the model, first: \['upconv3.weight'\]"):
         load_official(SRResNet(8, 2), {**sd, 'upconv3.weight': torch.zeros(1)})
@@ -387,20 +415,26 @@ def test_load_errors_by_order():
         load_official(SRResNet(8, 2), {**old, 'model.11.weight': torch.zeros(3)})
     with pytest.raises(CheckpointError, match=r'the checkpoint has 20 tensors, the model 24'):
         load_official(SRResNet(8, 3), old)                   # 2 blocks into a 3-block model
-    with pytest.raises(CheckpointError, match=r'model.5.weight \(32, 8, 3, 3\) would go to HRconv.weight \(8, 8, 3, 3\)'):
+    with pytest.raises(CheckpointError,
+                       match=r'model.5.weight \(32, 8, 3, 3\) would go to HRconv.weight \(8, 8, 3, 3\)'):
         load_official(SRResNet(8, 2, scale=2), old)          # x4 into x2
     with pytest.raises(CheckpointError, match='do not fit in order'):
-        load_official(Ranker(8), randomise(OldDiscriminator(8, 64)).state_dict())   # an old D is not a Ranker: classifier.0 is 4x wider
-    bad = dict(old); bad['model.2.weight'] = torch.zeros(32, 8, 1, 1)
-    with pytest.raises(CheckpointError, match=r'model.2.weight \(32, 8, 1, 1\) would go to upconv1.weight \(32, 8, 3, 3\)'):
+        # an old D is not a Ranker: classifier.0 is 4x wider
+        load_official(Ranker(8), randomise(OldDiscriminator(8, 64)).state_dict())
+    bad = dict(old)
+    bad['model.2.weight'] = torch.zeros(32, 8, 1, 1)
+    with pytest.raises(CheckpointError,
+                       match=r'model.2.weight \(32, 8, 1, 1\) would go to upconv1.weight \(32, 8, 3, 3\)'):
         load_official(SRResNet(8, 2), bad)
 
 
 def test_load_errors_not_a_checkpoint(tmp_path):
-    with pytest.raises(FileNotFoundError, match='nowhere/G.pth'): load_official(SRResNet(8, 1), tmp_path / 'nowhere' / 'G.pth')
-    with pytest.raises(CheckpointError, match="top-level keys \\['optimizer', 'iter'\\]"): load_official(SRResNet(8, 1), {'optimizer': {}, 'iter': 1})
+    with pytest.raises(FileNotFoundError, match='nowhere/G.pth'):
+        load_official(SRResNet(8, 1), tmp_path / 'nowhere' / 'G.pth')
+    with pytest.raises(CheckpointError, match="top-level keys \\['optimizer', 'iter'\\]"):
+        load_official(SRResNet(8, 1), {'optimizer': {}, 'iter': 1})
     with pytest.raises(CheckpointError, match='got list'): load_official(SRResNet(8, 1), [torch.zeros(1)])
-    with pytest.raises(CheckpointError): load_official(SRResNet(8, 1), {'foo.weight': torch.zeros(1)})    # neither layout
+    with pytest.raises(CheckpointError): load_official(SRResNet(8, 1), {'foo.weight': torch.zeros(1)})  # neither layout
 
 
 def test_map_official_pairs():
@@ -422,13 +456,15 @@ def torchvision_vgg19_state(seed=0, classifier=True):
         c_in = c
     if classifier:
         for i, (o, n) in zip((0, 3, 6), ((16, 32), (16, 16), (10, 16))):       # small stand-ins for 4096x25088 etc.
-            sd[f'classifier.{i}.weight'], sd[f'classifier.{i}.bias'] = torch.randn(o, n, generator=g), torch.randn(o, generator=g)
+            sd[f'classifier.{i}.weight'], sd[f'classifier.{i}.bias'] = (torch.randn(o, n, generator=g),
+                                                                        torch.randn(o, generator=g))
     return sd
 
 
 def vgg_reference(x, sd, last_conv_index, relu_after=False):
     "torchvision VGG19 cfg 'E' written out with F.* (ImageNet normalisation first)."
-    x = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    x = ((x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+         / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
     for i in VGG_CONVS:
         if i in (5, 10, 19, 28): x = F.max_pool2d(x, 2, 2)
         x = F.conv2d(x, sd[f'features.{i}.weight'], sd[f'features.{i}.bias'], padding=1)
@@ -456,7 +492,8 @@ def test_vgg_torchvision_layout_and_values(tv_file):
     assert v.weights_source == str(path)
 
 
-@pytest.mark.parametrize('layer,before_relu,last,n', [('conv3_4', False, 16, 18), ('conv1_2', True, 2, 3), ('conv4_4', True, 25, 26)])
+@pytest.mark.parametrize('layer,before_relu,last,n',
+                         [('conv3_4', False, 16, 18), ('conv1_2', True, 2, 3), ('conv4_4', True, 25, 26)])
 def test_vgg_other_layers(tv_file, layer, before_relu, last, n):
     _, sd = tv_file
     v = VGGFeatures(layer, before_relu=before_relu, weights=sd)   # a state dict works as well as a file
@@ -473,16 +510,20 @@ def test_vgg_frozen_eval_and_grad_to_input(tv_file):
     v(x).square().mean().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
     assert all(p.grad is None for p in v.parameters())
-    assert set(v.state_dict()) == {f'features.{i}.{p}' for i in (0, 2, 5, 7) for p in ('weight', 'bias')}   # mean/std not saved
+    # mean/std not saved
+    assert set(v.state_dict()) == {f'features.{i}.{p}' for i in (0, 2, 5, 7) for p in ('weight', 'bias')}
 
 
 def test_vgg_random_is_seeded_and_warns():
     with pytest.warns(RandomVGGWarning, match="not the paper's"):
-        torch.manual_seed(1); a = VGGFeatures(weights='random'); state = torch.random.get_rng_state()
+        torch.manual_seed(1)
+        a = VGGFeatures(weights='random')
+        state = torch.random.get_rng_state()
     torch.manual_seed(1)
     assert torch.equal(state, torch.random.get_rng_state())           # the global RNG did not move
     with pytest.warns(RandomVGGWarning):
-        torch.manual_seed(2); b = VGGFeatures(weights=None)
+        torch.manual_seed(2)
+        b = VGGFeatures(weights=None)
     for k, t in a.state_dict().items(): assert torch.equal(t, b.state_dict()[k]), k
     w = a.features[0].weight
     assert abs(w.std().item() / (2 / (64 * 9)) ** 0.5 - 1) < 0.1      # torchvision's kaiming fan_out init
@@ -492,12 +533,14 @@ def test_vgg_random_is_seeded_and_warns():
 def test_vgg_auto(tmp_path, monkeypatch, tv_file):
     monkeypatch.setenv('RANKSRGAN_NB_CACHE', str(tmp_path))
     assert M.cache_dir() == tmp_path / 'weights'
-    with pytest.warns(RandomVGGWarning, match=str(tmp_path / 'weights')):   # nothing cached: random, says where to put it
+    # nothing cached: random, says where to put it
+    with pytest.warns(RandomVGGWarning, match=str(tmp_path / 'weights')):
         assert VGGFeatures().weights_source == 'random'
     (tmp_path / 'weights').mkdir()
     cached = tmp_path / 'weights' / 'vgg19-dcbb9e9d.pth'
     cached.write_bytes(tv_file[0].read_bytes())
-    monkeypatch.setattr(M, 'VGG19_HASH', 'sha256:' + hashlib.sha256(cached.read_bytes()).hexdigest())  # our stand-in file
+    # our stand-in file
+    monkeypatch.setattr(M, 'VGG19_HASH', 'sha256:' + hashlib.sha256(cached.read_bytes()).hexdigest())
     monkeypatch.setattr(M, 'VGG19_URL', 'http://127.0.0.1:9/vgg19-dcbb9e9d.pth')                     # no network used
     with warnings.catch_warnings():
         warnings.simplefilter('error', RandomVGGWarning)
@@ -515,7 +558,8 @@ def test_vgg_imagenet_offline(tmp_path, monkeypatch):
 
 def test_vgg_weight_errors(tmp_path, tv_file):
     sd = tv_file[1]
-    with pytest.raises(FileNotFoundError, match='vgg_missing.pth'): VGGFeatures(weights=str(tmp_path / 'vgg_missing.pth'))
+    with pytest.raises(FileNotFoundError, match='vgg_missing.pth'):
+        VGGFeatures(weights=str(tmp_path / 'vgg_missing.pth'))
     with pytest.raises(CheckpointError, match=r"missing \['features.30.weight'\]"):
         VGGFeatures(weights={k: v for k, v in sd.items() if k != 'features.30.weight'})
     with pytest.raises(CheckpointError, match=r'features.2.weight is \(64, 64, 1, 1\)'):
@@ -525,8 +569,9 @@ def test_vgg_weight_errors(tmp_path, tv_file):
     with pytest.raises(CheckpointError, match='not a torchvision VGG19'):
         VGGFeatures(weights={**sd, 'fc.weight': torch.zeros(1)})
     with pytest.raises(ValueError, match='VGG19 conv name'): VGGFeatures('relu5_4', weights=sd)
-    v = VGGFeatures('conv2_2', weights={f'module.{k}': t for k, t in sd.items() if k in ('features.0.weight', 'features.0.bias',
-                    'features.2.weight', 'features.2.bias', 'features.5.weight', 'features.5.bias', 'features.7.weight', 'features.7.bias')})
+    v = VGGFeatures('conv2_2', weights={f'module.{k}': t for k, t in sd.items() if k in (
+        'features.0.weight', 'features.0.bias', 'features.2.weight', 'features.2.bias',
+        'features.5.weight', 'features.5.bias', 'features.7.weight', 'features.7.bias')})
     assert torch.equal(v.features[7].bias, sd['features.7.bias'])     # only the layers kept are needed
 
 
@@ -535,23 +580,29 @@ def test_vgg_weight_errors(tmp_path, tv_file):
 def test_identity_init_is_nearest_upsampling(scale):
     torch.manual_seed(scale)
     x = torch.rand(2, 3, 13, 9)
-    for g in (SRResNet(scale=scale, init='identity'), SRResNet(8, 1, scale=scale, init='identity')):   # full width and tiny
+    # full width and tiny
+    for g in (SRResNet(scale=scale, init='identity'), SRResNet(8, 1, scale=scale, init='identity')):
         with torch.no_grad(): out = g(x)
         assert torch.equal(out, F.interpolate(x, scale_factor=scale, mode='nearest'))
-        assert torch.equal(out[..., ::scale, ::scale], x)                   # and each block of scale^2 copies its LR pixel
+        assert torch.equal(out[..., ::scale, ::scale], x)  # and each block of scale^2 copies its LR pixel
 
 
 def test_identity_init_changes_only_the_carrying_weights():
-    torch.manual_seed(7); off = SRResNet(16, 3, init='official').state_dict()
-    torch.manual_seed(7); ide = SRResNet(16, 3, init='identity').state_dict()
+    torch.manual_seed(7)
+    off = SRResNet(16, 3, init='official').state_dict()
+    torch.manual_seed(7)
+    ide = SRResNet(16, 3, init='identity').state_dict()
     assert {k: v.shape for k, v in off.items()} == {k: v.shape for k, v in ide.items()}   # the official layout
     changed = {k for k in off if not torch.equal(off[k], ide[k])}
     assert changed == {f'{n}.{w}' for n in ('conv_first', 'LRconv', 'upconv1', 'upconv2', 'HRconv', 'conv_last',
-                                            *(f'recon_trunk.{i}.conv2' for i in range(3))) for w in ('weight', 'bias')} - {
-        f'{n}.bias' for n in ('conv_first', 'upconv1', 'upconv2', 'HRconv', 'conv_last', *(f'recon_trunk.{i}.conv2' for i in range(3)))}
+                                            *(f'recon_trunk.{i}.conv2' for i in range(3)))
+                       for w in ('weight', 'bias')} - {
+        f'{n}.bias' for n in ('conv_first', 'upconv1', 'upconv2', 'HRconv', 'conv_last',
+                              *(f'recon_trunk.{i}.conv2' for i in range(3)))}
     rows = {'conv_first': 3, 'LRconv': 3, 'HRconv': 3, 'upconv1': 12, 'upconv2': 12, 'recon_trunk.0.conv2': 3}
     for n, r in rows.items():
-        assert torch.equal(off[f'{n}.weight'][r:], ide[f'{n}.weight'][r:]), n   # rows beyond the carried channels: official
+        # rows beyond the carried channels: official
+        assert torch.equal(off[f'{n}.weight'][r:], ide[f'{n}.weight'][r:]), n
     w = ide['conv_last.weight']
     assert w[:, 3:].abs().sum() == 0 and torch.equal(w[:, :3, 1, 1], torch.eye(3)) and w[:, :3].abs().sum() == 3
     up = ide['upconv1.weight']                                              # channel c to sub-positions 4c..4c+3
@@ -564,7 +615,9 @@ def test_identity_init_trains_and_loads_official_weights():
     x, y = torch.rand(2, 3, 6, 6), torch.rand(2, 3, 24, 24)
     opt = torch.optim.Adam(g.parameters(), 1e-3)
     for _ in range(2):
-        opt.zero_grad(); F.l1_loss(g(x), y).backward(); opt.step()
+        opt.zero_grad()
+        F.l1_loss(g(x), y).backward()
+        opt.step()
     assert g.HRconv.weight.grad[3:].abs().sum() > 0                         # the other channels learn too (from step 2)
     with torch.no_grad(): assert not torch.equal(g(x), F.interpolate(x, scale_factor=4, mode='nearest'))
     official = SRResNet(8, 2).state_dict()
@@ -580,6 +633,8 @@ def test_identity_init_errors_and_build_generator():
     from ranksrgan_nb.train import build_generator
     x = torch.rand(1, 3, 8, 8)
     with torch.no_grad():
-        assert torch.equal(build_generator(get_profile('smoke', g_init='identity'))(x), F.interpolate(x, scale_factor=4, mode='nearest'))
-        assert build_generator(get_profile('smoke', g_init='official'))(x).abs().mean() < 0.05   # near zero: nothing of x yet
+        assert torch.equal(build_generator(get_profile('smoke', g_init='identity'))(x),
+                           F.interpolate(x, scale_factor=4, mode='nearest'))
+        # near zero: nothing of x yet
+        assert build_generator(get_profile('smoke', g_init='official'))(x).abs().mean() < 0.05
     assert get_profile('cpu').g_init == 'identity' and get_profile('paper').g_init == 'official'

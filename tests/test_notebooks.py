@@ -42,7 +42,8 @@ def check_quiet(executed: Path):
                 if not (m := WARNING.match(line)): continue
                 seen[m.group(3)] += 1
                 echoed = i + 1 < len(lines) and lines[i + 1].startswith('  ') and not WARNING.match(lines[i + 1])
-                assert not echoed or name in ECHO_ALLOWED, f'{name}: source line echoed under {line!r}: {lines[i + 1]!r}'
+                assert not echoed or name in ECHO_ALLOWED, (
+                    f'{name}: source line echoed under {line!r}: {lines[i + 1]!r}')
     assert not [w for w in seen if 'lr_scheduler.step()' in w], f'{name}: LR-scheduler warning'
     assert all(n == 1 for n in seen.values()), f'{name}: repeated warnings {[w[:80] for w, n in seen.items() if n > 1]}'
 
@@ -85,7 +86,8 @@ def test_check_quiet_catches_noise(tmp_path):
     with pytest.raises(AssertionError, match='source line echoed'):
         check_quiet(executed('/tmp/ipykernel_1/2.py:29: UserWarning: skipped\n  if small: warnings.warn(...)\n'))
     with pytest.raises(AssertionError, match='LR-scheduler'):
-        check_quiet(executed('x.py:35: UserWarning: Detected call of `lr_scheduler.step()` before `optimizer.step()`.\n'))
+        check_quiet(executed('x.py:35: UserWarning: Detected call of `lr_scheduler.step()` '
+                             'before `optimizer.step()`.\n'))
 
 
 @pytest.mark.parametrize('nb', NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

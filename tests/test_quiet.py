@@ -11,7 +11,9 @@ def test_random_vgg_warning_once_per_message_without_source_line():
         from ranksrgan_nb.models import RandomVGGWarning, VGGFeatures
         from ranksrgan_nb.gan import gan_weights
         for _ in range(3):
-            with warnings.catch_warnings(): warnings.simplefilter('ignore', DeprecationWarning)   # filters change between builds
+            with warnings.catch_warnings(): warnings.simplefilter('ignore', DeprecationWarning)'''
+        # the script's line goes on in the next literal (split for line length only)
+        '''   # filters change between builds
             gan_weights(get_profile('smoke'), VGGFeatures('conv1_2', weights='random'))
         with warnings.catch_warnings(record=True) as w:
             warnings.simplefilter('always')
@@ -27,4 +29,5 @@ def test_random_vgg_warning_once_per_message_without_source_line():
     lines = r.stderr.splitlines()
     assert len(lines) == 2, r.stderr                                   # two messages, each once, nothing echoed
     assert lines[0].startswith('ranksrgan_nb:0: RandomVGGWarning: VGGFeatures: random VGG19 weights')
-    assert lines[1] == 'ranksrgan_nb:0: RandomVGGWarning: VGG19 is random: perceptual weight 100.0 (w_fea_random) instead of 1.0'
+    assert lines[1] == ('ranksrgan_nb:0: RandomVGGWarning: VGG19 is random: '
+                        'perceptual weight 100.0 (w_fea_random) instead of 1.0')
