@@ -63,6 +63,7 @@ class Profile:
     w_gan: float = 5e-3                  # vanilla GAN loss weight
     w_R: float = 3e-2                    # rank-content loss weight
     R_bias: float = 0.0                  # g, the target rank score of the rank-content loss
+    w_grid: float = 0.0                  # grid-consistency weight (not in the paper; 02b_method): 0 is the paper's loss
     rank_reduction: str = 'sum'          # 'sum' over the batch (official) or 'mean'
     ranker_design: str = 'official'      # 'official': pairs best-first, Ranker BatchNorm in train mode in the GAN;
                                          # 'eval': random order, eval mode (04)
@@ -162,6 +163,7 @@ def _check_ranges(p: Profile) -> None:
     if not 0 <= p.ranker_cross < 1: raise ValueError(f'ranker_cross must be in [0, 1), got {p.ranker_cross}')
     if not p.gan_seeds or min(p.gan_seeds) < 0 or len(set(p.gan_seeds)) != len(p.gan_seeds):
         raise ValueError(f'gan_seeds must be one or more different seeds >= 0, got {p.gan_seeds!r}')
+    if p.w_grid < 0: raise ValueError(f'w_grid must be >= 0 (0: no grid-consistency term), got {p.w_grid}')
     if not 0 <= p.ema_decay < 1: raise ValueError(f'ema_decay must be in [0, 1) (0: no EMA), got {p.ema_decay}')
 
 # %% ../nbs/00a_config.ipynb #e5c66ca5

@@ -138,3 +138,11 @@ def test_seed_profile_reads_the_first_seed():
     two = get_profile('smoke', gan_seeds=(10, 11), seed=3)
     assert (seed_profile(two).seed, seed_profile(two, 11).seed) == (10, 11)
     assert dataclasses.replace(seed_profile(two, 11), seed=3) == two
+
+
+def test_w_grid_is_a_setting_that_reaches_the_gan_weights():
+    from ranksrgan_nb.train import gan_weights
+    assert get_profile('smoke').w_grid == 0.0                            # the paper's objective by default
+    assert gan_weights(get_profile('smoke', w_grid='10'), None).w_grid == 10.0   # a papermill string
+    with pytest.raises(ValueError, match='w_grid must be >= 0'):
+        get_profile('smoke', w_grid=-1.0)
