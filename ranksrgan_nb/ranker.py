@@ -39,11 +39,11 @@ __all__ = ['SRGAN_PLUS', 'LEVEL_STAGES', 'PAIR_ORDERS', 'PAIR_ORDER', 'RANKER_ME
            'admit_levels', 'separated', 'cap_per_image', 'split_scenes', 'select_windows', 'RankData', 'write_labels',
            'read_rank_dataset', 'write_tuples', 'write_rank_dataset', 'colocated_pair', 'ordered', 'random_box',
            'same_crop', 'CrossPairs', 'RankPairDataset', 'bn_mode', 'homogeneous_batches', 'batch_means', 'batch_order',
-           'window_scores', 'rank_metrics', 'per_window_srcc', 'evaluate_ranker', 'ranker_checks', 'write_checks',
-           'ranker_pairs', 'ranker_recipe', 'train_ranker', 'ranker_trainer', 'load_ranker', 'probe_crops',
-           'refine_pixels', 'pixel_probe', 'lr_content', 'lr_probe', 'gate_arms', 'gate_summary', 'gate_verdict',
-           'build_rank_dataset', 'check_rank_dataset', 'read_splits', 'rank_dataset_stage', 'ensure_rank_dataset',
-           'ensure_ranker', 'ensure_test_tuples', 'margin_rank_loss', 'make_ranker_step']
+           'window_scores', 'rank_metrics', 'per_window_srcc', 'generator_baseline', 'evaluate_ranker', 'ranker_checks',
+           'write_checks', 'ranker_pairs', 'ranker_recipe', 'train_ranker', 'ranker_trainer', 'load_ranker',
+           'probe_crops', 'refine_pixels', 'pixel_probe', 'lr_content', 'lr_probe', 'gate_arms', 'gate_summary',
+           'gate_verdict', 'build_rank_dataset', 'check_rank_dataset', 'read_splits', 'rank_dataset_stage',
+           'ensure_rank_dataset', 'ensure_ranker', 'ensure_test_tuples', 'margin_rank_loss', 'make_ranker_step']
 
 # %% ../nbs/04_ranker.ipynb #df2557cb
 def train_srgan_plus(cfg: Profile, run_dir) -> Path:
@@ -545,11 +545,25 @@ def per_window_srcc(rank_data: RankData, scores: dict[tuple[str, str], float]) -
             vals.append(float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum())))
     return float(np.mean(vals)) if vals else float('nan')
 
+# %% ../nbs/04_ranker.ipynb #783a2525
+def generator_baseline(rank_data: RankData, scores: dict[tuple[str, str], float]) -> dict:
+    "Pair accuracy of ranking by level alone (each level: its mean label), and each level's SRCC of scores and labels."
+    from scipy.stats import spearmanr
+    lv, items = rank_data.levels, rank_data.items
+    mean = {l: np.mean([d[l][1] for d in items.values()]) for l in lv}
+    acc = [_sgn(mean[a] - mean[b]) == _sgn(d[a][1] - d[b][1])
+           for d in items.values() for x, a in enumerate(lv) for b in lv[x + 1:]]
+    def srcc(s, y):   # NaN where either side is constant (labels by level order: one value per level)
+        return float(spearmanr(s, y)[0]) if np.ptp(s) > 0 and np.ptp(y) > 0 else float('nan')
+    within = {f'srcc_within_{l}': srcc([scores[i, l] for i in items], [d[l][1] for d in items.values()]) for l in lv}
+    return {'pair_accuracy_by_level': float(np.mean(acc)), **within}
+
 # %% ../nbs/04_ranker.ipynb #811aa2a4
 def evaluate_ranker(R: nn.Module, rank_data: RankData, device='cpu', mode: str = 'eval', batch: int = 16) -> dict:
-    "`rank_metrics` and the per-window SRCC of Ranker `R` on the windows of `rank_data` (eval mode: the official test)."
+    "`rank_metrics`, per-window SRCC and `generator_baseline` of `R` on `rank_data` (eval mode: the official test)."
     sc = window_scores(R, rank_data, mode, batch, device)
-    return rank_metrics(rank_data, sc) | {'srcc_per_window': per_window_srcc(rank_data, sc)}
+    return (rank_metrics(rank_data, sc) | {'srcc_per_window': per_window_srcc(rank_data, sc)}
+            | generator_baseline(rank_data, sc))
 
 def ranker_checks(R: nn.Module, rank_data: RankData, cfg: Profile, mode: str | None = None, n_batches: int = 48,
                   device='cpu') -> dict:

@@ -596,3 +596,19 @@ def test_gate_verdict_prints_the_positive_control():
     a = pd.concat([_gate_table(-2.0, -0.25), control], axis=1)
     ok, line = RK.gate_verdict(a, a)
     assert ok and "niqe_diff arm (positive control, not the paper's method): NIQE -3.00 at -0.50 dB" in line
+
+
+def test_a_ranker_that_knows_only_the_generator_scores_the_baseline():
+    "Scores = the level's mean label: its pair accuracy is the generator baseline, and it knows nothing within a level."
+    from ranksrgan_nb.ranker import RankData, generator_baseline, rank_metrics
+    rng = np.random.default_rng(0)
+    lv = ['good', 'mid', 'bad']
+    items = {str(k): {l: ('x', float(m + rng.normal(0, 0.8))) for l, m in zip(lv, (3, 4, 5))} for k in range(200)}
+    rd = RankData(lv, items)
+    means = {l: np.mean([d[l][1] for d in items.values()]) for l in lv}
+    by_level = {(i, l): means[l] for i in items for l in lv}
+    g = generator_baseline(rd, by_level)
+    assert g['pair_accuracy_by_level'] == rank_metrics(rd, by_level)['pair_accuracy'] < 1
+    assert all(np.isnan(g[f'srcc_within_{l}']) for l in lv)
+    oracle = generator_baseline(rd, {(i, l): d[l][1] for i, d in items.items() for l in lv})
+    assert all(oracle[f'srcc_within_{l}'] == pytest.approx(1.0) for l in lv)
