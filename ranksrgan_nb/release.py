@@ -138,7 +138,7 @@ def _maths(soup) -> int:  # a BeautifulSoup of a page, changed in place
 
 # %% ../nbs/93_release.ipynb #2b36cb07
 def _bar_line(state: dict, model_id: str) -> str | None:   # the notebook's widget state; the box of a tqdm bar
-    "The last line of a tqdm bar ('srgan: 100%|██████████| 600/600 [..]') from a widget state; None if not a bar."
+    "The last line of a tqdm bar ('srgan: 100%|...| 600/600 [..]') from a widget state; None if not a bar."
     box = state.get(model_id, {}).get('state', {})
     kids = [state.get(k.removeprefix('IPY_MODEL_'), {}) for k in box.get('children', [])]
     if [k.get('model_name') for k in kids] != ['HTMLModel', 'FloatProgressModel', 'HTMLModel']: return None
